@@ -1,0 +1,290 @@
+//! The card library: a directory of YAML files in, an immutable, validated [`Library`] out.
+//!
+//! Loading has two steps. [`yaml`] reads each file into a tree whose nodes know their line
+//! and column; [`schema`] walks the trees and reports *every* problem (unknown or missing
+//! fields, duplicate keys, bad values and ranges, unknown `@vocab` names, duplicate card
+//! ids with both locations, …) as a [`LoadError`] with file, line and column. A library
+//! with any error is rejected as a whole, so a half-valid library never goes live.
+
+mod model;
+mod schema;
+pub mod yaml;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub use model::*;
+
+/// One problem in a card library, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// Why a library could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// The directory or a file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The files were read but are not a valid library; every problem is listed.
+    #[error("{} error(s) in the card library:\n{}", .0.len(), join_lines(.0))]
+    Invalid(Vec<LoadError>),
+}
+
+fn join_lines(errors: &[LoadError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Largest card file read, against accidental huge files.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A validated, immutable card library.
+#[derive(Debug, Clone)]
+pub struct Library {
+    cards: Vec<Arc<Card>>,
+    by_id: HashMap<String, usize>,
+    deck: Deck,
+    vocab: Vocab,
+    version: String,
+    source: String,
+}
+
+impl Library {
+    /// Loads every `*.yaml` / `*.yml` file directly in `dir` (not subdirectories).
+    pub fn load_dir(dir: &Path) -> Result<Library, LibraryError> {
+        let io = |path: &Path, source| LibraryError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let entry = entry.map_err(|e| io(dir, e))?;
+            let path = entry.path();
+            let is_yaml = matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml")
+            );
+            if !is_yaml || !path.is_file() {
+                continue;
+            }
+            let len = entry.metadata().map_err(|e| io(&path, e))?.len();
+            if len > MAX_FILE_BYTES {
+                return Err(LibraryError::Invalid(vec![LoadError {
+                    file: path.display().to_string(),
+                    line: 1,
+                    column: 1,
+                    message: format!("file is {len} bytes, at most {MAX_FILE_BYTES} allowed"),
+                }]));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            files.push((path.display().to_string(), text));
+        }
+        let sources: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        Library::from_sources(&sources, &dir.display().to_string())
+    }
+
+    /// Builds a library from `(file name, YAML text)` pairs; `source` names where they came
+    /// from (shown in status output). File names starting with `_` are settings files.
+    pub fn from_sources(files: &[(&str, &str)], source: &str) -> Result<Library, LibraryError> {
+        let mut files: Vec<(&str, &str)> = files.to_vec();
+        files.sort();
+        let mut errors: Vec<LoadError> = Vec::new();
+        let mut hasher = Sha256::new();
+        for (name, text) in &files {
+            let base = base_name(name);
+            hasher.update((base.len() as u64).to_le_bytes());
+            hasher.update(base.as_bytes());
+            hasher.update((text.len() as u64).to_le_bytes());
+            hasher.update(text.as_bytes());
+        }
+        let version = format!("sha256:{:x}", hasher.finalize());
+
+        let mut parsed = Vec::new();
+        for (name, text) in &files {
+            match yaml::parse(text) {
+                Ok(node) => parsed.push((*name, node)),
+                Err(e) => errors.push(LoadError {
+                    file: name.to_string(),
+                    line: e.pos.line,
+                    column: e.pos.column,
+                    message: format!("invalid YAML: {}", e.message),
+                }),
+            }
+        }
+
+        // Settings first: cards refer to vocabulary lists.
+        let mut vocab = Vocab::new();
+        let mut deck = Deck::default();
+        for (name, node) in &parsed {
+            let mut c = schema::Checker::new(name);
+            match base_name(name) {
+                "_vocab.yaml" | "_vocab.yml" => vocab = schema::vocab(&mut c, node),
+                "_deck.yaml" | "_deck.yml" => {
+                    if let Some(d) = schema::deck(&mut c, node) {
+                        deck = d;
+                    }
+                }
+                other if other.starts_with('_') => c.err(
+                    yaml::Pos { line: 1, column: 1 },
+                    "unknown settings file: names starting with `_` are reserved for _deck.yaml and _vocab.yaml",
+                ),
+                _ => {}
+            }
+            errors.append(&mut c.errors);
+        }
+
+        let mut cards: Vec<Card> = Vec::new();
+        let mut first_seen: HashMap<String, Origin> = HashMap::new();
+        for (name, node) in &parsed {
+            if base_name(name).starts_with('_') {
+                continue;
+            }
+            let mut c = schema::Checker::new(name);
+            let items: Vec<&yaml::Node> = match &node.value {
+                yaml::Value::Seq(items) => items.iter().collect(),
+                yaml::Value::Null => {
+                    c.err(node.pos, "empty file: expected a card or a list of cards");
+                    Vec::new()
+                }
+                _ => vec![node],
+            };
+            for item in items {
+                if let Some(card) = schema::card(&mut c, item, &vocab) {
+                    if let Some(first) = first_seen.get(&card.id) {
+                        c.err(
+                            yaml::Pos {
+                                line: card.origin.line,
+                                column: card.origin.column,
+                            },
+                            format!("duplicate card id `{}` (also defined at {first})", card.id),
+                        );
+                        continue;
+                    }
+                    first_seen.insert(card.id.clone(), card.origin.clone());
+                    cards.push(card);
+                }
+            }
+            errors.append(&mut c.errors);
+        }
+
+        let mut seen_keys: HashMap<&str, &Card> = HashMap::new();
+        for card in &cards {
+            if let Some(exp) = &card.experiment {
+                if let Some(other) = seen_keys.get(exp.key.as_str()) {
+                    errors.push(LoadError {
+                        file: card.origin.file.clone(),
+                        line: card.origin.line,
+                        column: card.origin.column,
+                        message: format!(
+                            "experiment key `{}` is also used by card `{}` ({})",
+                            exp.key, other.id, other.origin
+                        ),
+                    });
+                } else {
+                    seen_keys.insert(&exp.key, card);
+                }
+            }
+        }
+
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            return Err(LibraryError::Invalid(errors));
+        }
+        cards.sort_by(|a, b| a.id.cmp(&b.id));
+        let by_id = cards
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
+        Ok(Library {
+            cards: cards.into_iter().map(Arc::new).collect(),
+            by_id,
+            deck,
+            vocab,
+            version,
+            source: source.to_string(),
+        })
+    }
+
+    /// Cards sorted by id.
+    pub fn cards(&self) -> &[Arc<Card>] {
+        &self.cards
+    }
+
+    /// A card by id.
+    pub fn card(&self, id: &str) -> Option<&Arc<Card>> {
+        self.by_id.get(id).and_then(|&i| self.cards.get(i))
+    }
+
+    /// The library-wide display policy.
+    pub fn deck(&self) -> &Deck {
+        &self.deck
+    }
+
+    /// The named phrase lists.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// `sha256:<hex>` over the files' names and contents: equal libraries, equal versions.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Where the library was loaded from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The longest `window_seconds` of any card (0 when no card uses a window), which
+    /// bounds how much transcript a call keeps.
+    pub fn max_window_seconds(&self) -> u32 {
+        self.cards
+            .iter()
+            .filter_map(|c| match c.triggers.scope {
+                Scope::Window { seconds } => Some(seconds),
+                Scope::Segment => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+fn base_name(path: &str) -> &str {
+    Path::new(path)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests;
