@@ -1,0 +1,495 @@
+//! The per-call state machine: segments, once-per-segment decisions, cooldowns, budgets,
+//! the minimum gap, and experiment variants. Pure: no IO, no clock, no tokio. The server
+//! and `cuedeck replay` drive the same [`Session::on_utterance`], so a recorded call replays
+//! exactly as it ran live.
+//!
+//! Per message: find or open the segment, match its text, collect the cards whose `any`
+//! phrase is present for a speaker they listen to and that were not yet decided in this
+//! segment, check `all`/`unless` over the card's scope, the time range and the call
+//! context; then, highest priority first (ties by id), apply the display policy — card
+//! cooldown, card max per call, deck budget, deck minimum gap — and emit one [`Decision`]
+//! per card, shown or suppressed with its reason.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::experiment;
+use crate::library::{Card, Link, Scope, Speaker, Unit};
+use crate::matcher::{PatternId, normalize_into};
+use crate::rules::{self, CallContext, ScopeHits};
+
+/// Who the call is for, from its `start` message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub deal_id: Option<String>,
+    pub rep_id: Option<String>,
+    pub context: CallContext,
+}
+
+/// Bounds on what one call keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Normalized transcript bytes kept for window scopes and late duplicates.
+    pub max_transcript_bytes: usize,
+    /// Segments kept (open and recently closed).
+    pub max_segments: usize,
+    /// Segments that may be open (not final) at once; the oldest is closed beyond this.
+    pub max_open_segments: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_transcript_bytes: 64 * 1024,
+            max_segments: 512,
+            max_open_segments: 16,
+        }
+    }
+}
+
+/// One transcript message, already decoded and with its speaker resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Utterance<'a> {
+    pub segment_id: Option<&'a str>,
+    pub speaker: Speaker,
+    pub text: &'a str,
+    pub is_final: bool,
+    /// The call clock: the message's `t_ms`, or the receive time since `start`.
+    pub t_ms: u64,
+}
+
+/// Why a decision was or was not shown (SPEC §5 `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Shown,
+    Control,
+    Cooldown,
+    MaxPerCall,
+    Budget,
+    Gap,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 6] = [
+        Reason::Shown,
+        Reason::Control,
+        Reason::Cooldown,
+        Reason::MaxPerCall,
+        Reason::Budget,
+        Reason::Gap,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Shown => "shown",
+            Reason::Control => "control",
+            Reason::Cooldown => "cooldown",
+            Reason::MaxPerCall => "max_per_call",
+            Reason::Budget => "budget",
+            Reason::Gap => "gap",
+        }
+    }
+}
+
+/// The experiment arm a decision was made in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arm {
+    pub experiment_key: String,
+    pub variant: String,
+    /// Index into the card's experiment variants.
+    pub index: usize,
+    pub control: bool,
+}
+
+/// One card decision: shown, or suppressed with a reason. Every decision is logged.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub card: Arc<Card>,
+    pub arm: Option<Arm>,
+    pub reason: Reason,
+    pub phrase: Arc<str>,
+    pub speaker: Speaker,
+    pub segment_id: Arc<str>,
+    pub t_ms: u64,
+}
+
+impl Decision {
+    /// Did the card reach the rep?
+    pub fn shown(&self) -> bool {
+        self.reason == Reason::Shown
+    }
+
+    pub fn variant_id(&self) -> Option<&str> {
+        self.arm.as_ref().map(|a| a.variant.as_str())
+    }
+
+    pub fn experiment_key(&self) -> Option<&str> {
+        self.arm.as_ref().map(|a| a.experiment_key.as_str())
+    }
+
+    fn variant(&self) -> Option<&crate::library::Variant> {
+        let arm = self.arm.as_ref()?;
+        self.card.experiment.as_ref()?.variants.get(arm.index)
+    }
+
+    /// The title shown: the variant's, else the card's.
+    pub fn title(&self) -> &str {
+        self.variant()
+            .and_then(|v| v.title.as_deref())
+            .unwrap_or(&self.card.title)
+    }
+
+    /// The body shown: the variant's, else the card's.
+    pub fn body(&self) -> &str {
+        self.variant()
+            .and_then(|v| v.body.as_deref())
+            .unwrap_or(&self.card.body)
+    }
+
+    /// The links shown: the variant's, else the card's.
+    pub fn links(&self) -> &[Link] {
+        self.variant()
+            .and_then(|v| v.links.as_deref())
+            .unwrap_or(&self.card.links)
+    }
+}
+
+#[derive(Debug)]
+struct Segment {
+    id: Arc<str>,
+    speaker: Speaker,
+    is_final: bool,
+    implicit: bool,
+    last_t_ms: u64,
+    /// Normalized text of the latest message (kept to re-match after a reload).
+    text: String,
+    /// Patterns in the latest message, in text order.
+    patterns: Vec<PatternId>,
+    /// Patterns seen in any message of the segment so far (for `unless`).
+    seen: Vec<PatternId>,
+    /// Cards already decided in this segment.
+    decided: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct CardState {
+    last_ms: Option<u64>,
+    count: u32,
+}
+
+/// The state of one call.
+#[derive(Debug)]
+pub struct Session {
+    info: CallInfo,
+    limits: SessionLimits,
+    generation: u64,
+    segments: VecDeque<Segment>,
+    transcript_bytes: usize,
+    next_auto: u64,
+    cards: HashMap<Arc<str>, CardState>,
+    shown_total: u32,
+    last_shown: Option<(u64, u32)>,
+    /// Sticky arm per experiment key for this call.
+    arms: HashMap<String, String>,
+    scratch: String,
+    scratch_patterns: Vec<PatternId>,
+}
+
+impl Session {
+    pub fn new(info: CallInfo, limits: SessionLimits) -> Session {
+        Session {
+            info,
+            limits,
+            generation: 0,
+            segments: VecDeque::new(),
+            transcript_bytes: 0,
+            next_auto: 1,
+            cards: HashMap::new(),
+            shown_total: 0,
+            last_shown: None,
+            arms: HashMap::new(),
+            scratch: String::new(),
+            scratch_patterns: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> &CallInfo {
+        &self.info
+    }
+
+    /// Cards shown so far in this call.
+    pub fn shown_total(&self) -> u32 {
+        self.shown_total
+    }
+
+    /// Bytes of normalized transcript currently kept.
+    pub fn transcript_bytes(&self) -> usize {
+        self.transcript_bytes
+    }
+
+    /// Handles one transcript message and appends the decisions it causes to `out`.
+    pub fn on_utterance(&mut self, engine: &Engine, u: &Utterance<'_>, out: &mut Vec<Decision>) {
+        if self.generation != engine.generation() {
+            self.rematch(engine);
+        }
+        let Some(idx) = self.segment_for(u) else {
+            return; // a message for a segment that is already final: nothing new to decide
+        };
+        let matcher = engine.matcher();
+        normalize_into(u.text, &mut self.scratch);
+        self.scratch_patterns.clear();
+        matcher.find(&self.scratch, &mut self.scratch_patterns);
+        {
+            let seg = &mut self.segments[idx];
+            self.transcript_bytes = self.transcript_bytes - seg.text.len() + self.scratch.len();
+            std::mem::swap(&mut seg.text, &mut self.scratch);
+            std::mem::swap(&mut seg.patterns, &mut self.scratch_patterns);
+            for &p in &seg.patterns {
+                if !seg.seen.contains(&p) {
+                    seg.seen.push(p);
+                }
+            }
+            seg.speaker = u.speaker;
+            seg.last_t_ms = u.t_ms;
+            seg.is_final |= u.is_final;
+        }
+
+        let candidates = self.candidates(engine, idx, u);
+        for (card, phrase) in candidates {
+            let decision = self.decide(engine, card, phrase, idx, u);
+            self.segments[idx]
+                .decided
+                .push(Arc::from(decision.card.id.as_str()));
+            out.push(decision);
+        }
+        self.prune(engine, u.t_ms);
+    }
+
+    /// Cards whose triggers and conditions hold on this message, in decision order.
+    fn candidates(
+        &self,
+        engine: &Engine,
+        idx: usize,
+        u: &Utterance<'_>,
+    ) -> Vec<(Arc<Card>, PatternId)> {
+        let matcher = engine.matcher();
+        let cards = engine.library().cards();
+        let seg = &self.segments[idx];
+        let mut found: Vec<(u32, PatternId)> = Vec::new();
+        for &p in &seg.patterns {
+            for t in matcher.targets(p) {
+                if t.role == crate::matcher::Role::Any && !found.iter().any(|(c, _)| *c == t.card) {
+                    found.push((t.card, p));
+                }
+            }
+        }
+        let mut out: Vec<(Arc<Card>, PatternId)> = Vec::new();
+        for (ci, phrase) in found {
+            let Some(card) = cards.get(ci as usize) else {
+                continue;
+            };
+            if !rules::speaker_allows(card, u.speaker)
+                || seg.decided.iter().any(|d| **d == *card.id)
+                || !rules::in_time_range(card, u.t_ms)
+                || !rules::context_allows(&card.when, &self.info.context)
+            {
+                continue;
+            }
+            let mut hits = ScopeHits::default();
+            hits.add(matcher, ci, &seg.patterns, true, false);
+            hits.add(matcher, ci, &seg.seen, false, true);
+            if let Scope::Window { seconds } = card.triggers.scope {
+                let since = u.t_ms.saturating_sub(u64::from(seconds) * 1000);
+                for (j, other) in self.segments.iter().enumerate() {
+                    if j == idx
+                        || other.last_t_ms < since
+                        || !rules::speaker_allows(card, other.speaker)
+                    {
+                        continue;
+                    }
+                    hits.add(matcher, ci, &other.patterns, true, false);
+                    hits.add(matcher, ci, &other.seen, false, true);
+                }
+            }
+            if hits.holds(card) {
+                out.push((card.clone(), phrase));
+            }
+        }
+        out.sort_by(|(a, _), (b, _)| b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Applies the display policy to one eligible card and records the outcome.
+    fn decide(
+        &mut self,
+        engine: &Engine,
+        card: Arc<Card>,
+        phrase: PatternId,
+        idx: usize,
+        u: &Utterance<'_>,
+    ) -> Decision {
+        let deck = engine.library().deck();
+        let arm = self.arm_for(&card);
+        let control = arm.as_ref().is_some_and(|a| a.control);
+        let state = self
+            .cards
+            .get(card.id.as_str())
+            .copied()
+            .unwrap_or_default();
+        let cooldown_ms = u64::from(card.cooldown_seconds) * 1000;
+        let gap_ms = u64::from(deck.min_gap_seconds) * 1000;
+        let reason = if state
+            .last_ms
+            .is_some_and(|last| u.t_ms.saturating_sub(last) < cooldown_ms)
+        {
+            Reason::Cooldown
+        } else if state.count >= card.max_per_call {
+            Reason::MaxPerCall
+        } else if self.shown_total >= deck.max_cards_per_call {
+            Reason::Budget
+        } else if self.last_shown.is_some_and(|(last, priority)| {
+            u.t_ms.saturating_sub(last) < gap_ms && card.priority <= priority
+        }) {
+            Reason::Gap
+        } else if control {
+            Reason::Control
+        } else {
+            Reason::Shown
+        };
+        if matches!(reason, Reason::Shown | Reason::Control) {
+            // Both arms count against the card's own cooldown and max per call, so they
+            // are decided identically; only what reached the rep counts for the deck.
+            let entry = self.cards.entry(Arc::from(card.id.as_str())).or_default();
+            entry.last_ms = Some(u.t_ms);
+            entry.count += 1;
+            if reason == Reason::Shown {
+                self.shown_total += 1;
+                self.last_shown = Some((u.t_ms, card.priority));
+            }
+        }
+        let seg = &self.segments[idx];
+        Decision {
+            phrase: Arc::from(engine.matcher().phrase(phrase)),
+            speaker: u.speaker,
+            segment_id: seg.id.clone(),
+            t_ms: u.t_ms,
+            arm,
+            reason,
+            card,
+        }
+    }
+
+    /// The call's arm in the card's experiment; `None` when the card has no experiment or
+    /// the call lacks the unit id (not enrolled).
+    fn arm_for(&mut self, card: &Card) -> Option<Arm> {
+        let exp = card.experiment.as_ref()?;
+        let unit_id = match exp.unit {
+            Unit::Deal => self.info.deal_id.as_deref(),
+            Unit::Rep => self.info.rep_id.as_deref(),
+        }
+        .filter(|id| !id.is_empty())?;
+        // Sticky for the call: a reload that keeps the variant keeps the arm.
+        let index = self
+            .arms
+            .get(&exp.key)
+            .and_then(|v| exp.variants.iter().position(|x| x.id == *v))
+            .unwrap_or_else(|| experiment::assign(exp, unit_id));
+        let variant = exp.variants.get(index)?;
+        self.arms.insert(exp.key.clone(), variant.id.clone());
+        Some(Arm {
+            experiment_key: exp.key.clone(),
+            variant: variant.id.clone(),
+            index,
+            control: !variant.show,
+        })
+    }
+
+    /// The index of the segment this message belongs to, opening one if needed; `None`
+    /// when the segment is already final.
+    fn segment_for(&mut self, u: &Utterance<'_>) -> Option<usize> {
+        if let Some(id) = u.segment_id {
+            if let Some(i) = self
+                .segments
+                .iter()
+                .rposition(|s| !s.implicit && *s.id == *id)
+            {
+                return (!self.segments[i].is_final).then_some(i);
+            }
+            return Some(self.open_segment(Arc::from(id), u, false));
+        }
+        // Without ids, consecutive messages of one speaker until a final form a segment.
+        if let Some(i) = self
+            .segments
+            .iter()
+            .rposition(|s| s.implicit && !s.is_final)
+        {
+            if self.segments[i].speaker == u.speaker {
+                return Some(i);
+            }
+            self.segments[i].is_final = true;
+        }
+        let id = format!("auto-{}", self.next_auto);
+        self.next_auto += 1;
+        Some(self.open_segment(Arc::from(id.as_str()), u, true))
+    }
+
+    fn open_segment(&mut self, id: Arc<str>, u: &Utterance<'_>, implicit: bool) -> usize {
+        let open = self.segments.iter().filter(|s| !s.is_final).count();
+        if open >= self.limits.max_open_segments {
+            if let Some(oldest) = self.segments.iter_mut().find(|s| !s.is_final) {
+                oldest.is_final = true;
+            }
+        }
+        self.segments.push_back(Segment {
+            id,
+            speaker: u.speaker,
+            is_final: false,
+            implicit,
+            last_t_ms: u.t_ms,
+            text: String::new(),
+            patterns: Vec::new(),
+            seen: Vec::new(),
+            decided: Vec::new(),
+        });
+        self.segments.len() - 1
+    }
+
+    /// Drops old segments: beyond the longest window they are only kept (up to a small
+    /// number) so that a late duplicate of a final message is recognized; and never more
+    /// than the memory limits allow.
+    fn prune(&mut self, engine: &Engine, now_ms: u64) {
+        const KEEP_RECENT: usize = 64;
+        let window_ms = u64::from(engine.library().max_window_seconds()) * 1000;
+        while let Some(front) = self.segments.front() {
+            let too_many = self.segments.len() > self.limits.max_segments;
+            let too_big =
+                self.transcript_bytes > self.limits.max_transcript_bytes && self.segments.len() > 1;
+            let expired = self.segments.len() > KEEP_RECENT
+                && front.is_final
+                && now_ms.saturating_sub(front.last_t_ms) > window_ms;
+            if !(too_many || too_big || expired) {
+                break;
+            }
+            if let Some(seg) = self.segments.pop_front() {
+                self.transcript_bytes -= seg.text.len();
+            }
+        }
+    }
+
+    /// After a reload, pattern ids refer to the old automaton: match the kept text again.
+    /// `seen` keeps only what the latest text holds (earlier partials are gone).
+    fn rematch(&mut self, engine: &Engine) {
+        for seg in &mut self.segments {
+            seg.patterns.clear();
+            engine.matcher().find(&seg.text, &mut seg.patterns);
+            seg.seen.clone_from(&seg.patterns);
+        }
+        self.generation = engine.generation();
+    }
+}
+
+#[cfg(test)]
+mod tests;
