@@ -1,6 +1,10 @@
 pub mod engine;
+pub mod examples;
 pub mod experiment;
 pub mod library;
 pub mod matcher;
+pub mod protocol;
+pub mod replay;
 pub mod rules;
 pub mod session;
+pub mod store;
