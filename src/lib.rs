@@ -1,3 +1,5 @@
+pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod examples;
 pub mod experiment;
@@ -6,5 +8,6 @@ pub mod matcher;
 pub mod protocol;
 pub mod replay;
 pub mod rules;
+pub mod server;
 pub mod session;
 pub mod store;

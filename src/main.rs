@@ -1,1 +1,7 @@
-fn main() {}
+//! The `cuedeck` binary: parse arguments, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cuedeck::cli::main()
+}

@@ -1,0 +1,335 @@
+//! The command line: `serve`, `validate`, `test`, `replay`. This is the composition root:
+//! it loads configuration, builds the engine and the store, and wires them into the server.
+//! `anyhow` is used only here, at the edge.
+//!
+//! Exit codes: 0 success, 1 the command's check failed (invalid cards, failed examples),
+//! 2 usage or I/O error. Errors print as `cuedeck: <what>: <why>` on stderr.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Limits;
+use crate::engine::Engine;
+use crate::library::{Library, LibraryError};
+use crate::replay::{self, DecisionLine};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cuedeck",
+    version,
+    about = "Real-time call-assist battlecards: live transcript in, the right card out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service: WebSocket ingest, rep panel feed, HTTP API.
+    Serve(ServeArgs),
+    /// Check a card library; every error is printed with file:line:col.
+    Validate {
+        /// Card directory.
+        #[arg(default_value = "battlecards")]
+        dir: PathBuf,
+    },
+    /// Run every card's `examples` against its triggers.
+    Test {
+        /// Card directory.
+        #[arg(default_value = "battlecards")]
+        dir: PathBuf,
+    },
+    /// Replay recorded calls (native JSON lines) in-process: which cards would fire.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Card directory.
+    #[arg(long, env = "CUEDECK_CARDS", default_value = "battlecards")]
+    cards: PathBuf,
+    /// Store URL: sqlite://FILE or postgres://…
+    #[arg(long, env = "CUEDECK_DB", default_value = "sqlite://cuedeck.db")]
+    db: String,
+    /// Address to listen on (HTTP and WebSocket share it).
+    #[arg(long, env = "CUEDECK_LISTEN", default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+struct ReplayArgs {
+    /// Card directory.
+    #[arg(long, default_value = "battlecards")]
+    cards: PathBuf,
+    /// Input format of the files.
+    #[arg(long, default_value = "native")]
+    format: String,
+    /// Print one JSON object per decision.
+    #[arg(long)]
+    json: bool,
+    /// Recorded calls, one per file.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { code: 2, error }
+    }
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("cuedeck: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Validate { dir } => validate(&dir),
+        Command::Test { dir } => test(&dir),
+        Command::Replay(args) => replay_cmd(&args),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+/// Loads a library; invalid cards are exit code 1 with every error printed.
+fn load(dir: &Path) -> Result<Library, Failure> {
+    match Library::load_dir(dir) {
+        Ok(lib) => Ok(lib),
+        Err(LibraryError::Invalid(errors)) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            Err(Failure {
+                code: 1,
+                error: anyhow!(
+                    "{}: {} error(s) in the card library",
+                    dir.display(),
+                    errors.len()
+                ),
+            })
+        }
+        Err(e @ LibraryError::Io { .. }) => Err(anyhow!(e).context("loading cards").into()),
+    }
+}
+
+fn engine(dir: &Path) -> Result<Engine, Failure> {
+    let lib = load(dir)?;
+    Engine::new(lib).map_err(|e| anyhow!(e).into())
+}
+
+fn validate(dir: &Path) -> Result<ExitCode, Failure> {
+    let lib = load(dir)?;
+    let phrases: usize = lib
+        .cards()
+        .iter()
+        .map(|c| {
+            c.triggers.any.len()
+                + c.triggers.all.iter().map(Vec::len).sum::<usize>()
+                + c.triggers.unless.len()
+        })
+        .sum();
+    println!(
+        "{}: {} cards, {} phrases, version {}",
+        dir.display(),
+        lib.cards().len(),
+        phrases,
+        lib.version()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn test(dir: &Path) -> Result<ExitCode, Failure> {
+    let engine = engine(dir)?;
+    let report = crate::examples::run(&engine);
+    for f in &report.failures {
+        println!("FAIL {f}");
+    }
+    let passed = report.examples - report.failures.len();
+    println!(
+        "{} cards, {} examples: {} passed, {} failed",
+        report.cards,
+        report.examples,
+        passed,
+        report.failures.len()
+    );
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn replay_cmd(args: &ReplayArgs) -> Result<ExitCode, Failure> {
+    if args.format != "native" {
+        return Err(anyhow!(
+            "replay: unsupported format `{}`: supported formats: native",
+            args.format
+        )
+        .into());
+    }
+    let engine = engine(&args.cards)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("replay: cannot read {}", file.display()))?;
+        let r = replay::replay_native(&engine, &text)
+            .map_err(|e| anyhow!("replay: {}:{e}", file.display()))?;
+        let call_id = &r.info.call_id;
+        for d in &r.decisions {
+            let written = if args.json {
+                let line = serde_json::to_string(&DecisionLine::new(call_id, d))
+                    .map_err(|e| anyhow!(e))?;
+                writeln!(out, "{line}")
+            } else {
+                let variant = d
+                    .variant_id()
+                    .map(|v| format!(" [{v}]"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "{call_id}  {:>9}  {:<8}  {:<12}  {}{variant}  on {:?} ({})",
+                    format_clock(d.t_ms),
+                    d.speaker.as_str(),
+                    d.reason.as_str(),
+                    d.card.id,
+                    d.phrase.as_ref(),
+                    d.segment_id
+                )
+            };
+            written.context("replay: writing output")?;
+        }
+        if !args.json {
+            let shown = r.decisions.iter().filter(|d| d.shown()).count();
+            writeln!(
+                out,
+                "{call_id}: {} messages, {} decisions, {shown} cards shown",
+                r.messages,
+                r.decisions.len()
+            )
+            .context("replay: writing output")?;
+        }
+    }
+    out.flush().context("replay: writing output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mm:ss.mmm` on the call clock.
+fn format_clock(t_ms: u64) -> String {
+    format!(
+        "{:02}:{:02}.{:03}",
+        t_ms / 60_000,
+        (t_ms / 1000) % 60,
+        t_ms % 1000
+    )
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
+    init_tracing();
+    let limits = Limits::default();
+    // No tokens yet: refuse to expose an unauthenticated service beyond this machine.
+    if !args.listen.ip().is_loopback() {
+        return Err(anyhow!(
+            "serve: refusing to listen on {} without access tokens: bind a loopback address",
+            args.listen
+        )
+        .into());
+    }
+    // Everything is loaded and validated before a port is bound.
+    let engine = engine(&args.cards)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("serve: starting the runtime")?;
+    runtime.block_on(async move {
+        let store = crate::store::Store::open(&args.db)
+            .await
+            .with_context(|| format!("serve: opening the store {}", args.db))?;
+        let (handle, writer) = crate::store::spawn_writer(store.clone(), limits.store_queue);
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("serve: cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr().context("serve: local address")?;
+        tracing::info!(
+            %addr,
+            cards = engine.library().cards().len(),
+            version = engine.library().version(),
+            db = %args.db,
+            "cuedeck listening (no access tokens: loopback only)"
+        );
+        eprintln!(
+            "cuedeck: listening on http://{addr}/ with {} cards",
+            engine.library().cards().len()
+        );
+        let state = crate::server::AppState::new(engine, store.clone(), handle, limits);
+        crate::server::run(listener, state.clone(), shutdown_signal())
+            .await
+            .context("serve")?;
+        state.release_store();
+        drop(state);
+        let written = writer.finish().await.context("serve: draining the store")?;
+        store.close().await;
+        tracing::info!(records = written, "stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CUEDECK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,187 @@
+//! HTTP routes and the WebSocket upgrade handlers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tracing::{Instrument, debug, info_span};
+
+use super::{AppState, ConnPermit, ingest, subscribe};
+use crate::protocol::MAX_ID_LEN;
+
+pub(super) fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/cards", get(cards))
+        .route("/v1/cards/status", get(cards_status))
+        .route("/v1/stream", get(stream))
+        .route("/v1/calls/{call_id}/cards", get(call_cards))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store not writable: {error}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn cards(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let engine = state.engine.load();
+    let lib = engine.library();
+    let cards: Vec<_> = lib
+        .cards()
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "title": c.title,
+                "category": c.category.as_str(),
+                "priority": c.priority,
+                "experiment": c.experiment.as_ref().map(|e| json!({
+                    "key": e.key,
+                    "unit": e.unit,
+                    "variants": e.variants.iter().map(|v| json!({
+                        "id": v.id, "weight": v.weight, "control": !v.show,
+                    })).collect::<Vec<_>>(),
+                })),
+            })
+        })
+        .collect();
+    Json(json!({
+        "version": lib.version(),
+        "source": lib.source(),
+        "deck": {
+            "max_cards_per_call": lib.deck().max_cards_per_call,
+            "min_gap_seconds": lib.deck().min_gap_seconds,
+            "max_visible": lib.deck().max_visible,
+        },
+        "cards": cards,
+    }))
+}
+
+async fn cards_status(State(state): State<Arc<AppState>>) -> Json<super::LoadStatus> {
+    Json(
+        state
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+    )
+}
+
+fn bad_request(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+}
+
+/// Performs the WebSocket handshake and spawns `task` on the upgraded socket.
+fn upgrade<F, Fut>(
+    state: &Arc<AppState>,
+    mut req: Request,
+    span: tracing::Span,
+    task: F,
+) -> Response
+where
+    F: FnOnce(hyper_tungstenite::HyperWebsocketStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if !hyper_tungstenite::is_upgrade_request(&req) {
+        return bad_request("this endpoint needs a WebSocket upgrade");
+    }
+    let permit = req.extensions().get::<ConnPermit>().cloned();
+    let (response, websocket) = match hyper_tungstenite::upgrade(&mut req, Some(state.ws_config()))
+    {
+        Ok(x) => x,
+        Err(error) => return bad_request(&format!("bad WebSocket handshake: {error}")),
+    };
+    let st = state.clone();
+    state.tasks.spawn(
+        async move {
+            let _permit = permit;
+            match websocket.await {
+                Ok(ws) => {
+                    st.stats
+                        .websockets
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    task(ws).await;
+                    st.stats
+                        .websockets
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(error) => debug!(%error, "WebSocket upgrade failed"),
+            }
+        }
+        .instrument(span),
+    );
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, Body::new(body))
+}
+
+async fn stream(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let query = req.uri().query().unwrap_or("").to_string();
+    if let Some(format) = query_param(&query, "format") {
+        if format != "native" {
+            return bad_request(&format!(
+                "unsupported format `{format}`: this server accepts `native`"
+            ));
+        }
+    }
+    let Some(store) = state.store_handle() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
+    let st = state.clone();
+    upgrade(
+        &state,
+        req,
+        info_span!("ingest", call_id = tracing::field::Empty),
+        move |ws| ingest::run(st, ws, store),
+    )
+}
+
+async fn call_cards(
+    State(state): State<Arc<AppState>>,
+    Path(call_id): Path<String>,
+    req: Request,
+) -> Response {
+    if call_id.is_empty() || call_id.len() > MAX_ID_LEN || call_id.chars().any(char::is_control) {
+        return bad_request(&format!(
+            "call id must be 1 to {MAX_ID_LEN} bytes without control characters"
+        ));
+    }
+    let Some(store) = state.store_handle() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    };
+    let st = state.clone();
+    let span = info_span!("subscriber", call_id = %call_id);
+    let mut response = upgrade(&state, req, span, move |ws| {
+        subscribe::run(st, ws, store, call_id)
+    });
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A query parameter's value (percent-decoding is not needed for the values used here).
+pub(super) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}

@@ -1,0 +1,255 @@
+//! The network edge: one port for HTTP and WebSocket.
+//!
+//! [`run`] owns the accept loop (a semaphore permit is taken *before* `accept`, so the
+//! connection limit holds under load), serves each connection with hyper, and routes with
+//! axum. WebSocket upgrades are handed to [`ingest`] (a transcript producer; cards come back
+//! on the same socket) or [`subscribe`] (a rep's panel receiving the same cards). Shutdown
+//! is a future passed in by the caller: the loop stops accepting, every socket finishes the
+//! message it is handling and closes with a close frame, and `run` returns once all
+//! connections are done or the grace period ends. The store is drained by the caller after.
+
+pub mod calls;
+mod http;
+mod ingest;
+mod subscribe;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::config::Limits;
+use crate::engine::Engine;
+use crate::store::{Store, StoreHandle};
+
+pub use calls::Registry;
+
+/// Counters read by tests, `/readyz` and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub websockets: AtomicU64,
+    pub subscribers_dropped: AtomicU64,
+    pub frames_oversized: AtomicU64,
+    pub bad_messages: AtomicU64,
+}
+
+/// The result of the last library load, for `/v1/cards/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadStatus {
+    pub ok: bool,
+    pub version: String,
+    pub loaded_at: String,
+    pub errors: Vec<StatusError>,
+}
+
+/// One library error in the status JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusError {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+/// Everything the connection handlers share.
+pub struct AppState {
+    pub engine: ArcSwap<Engine>,
+    pub calls: Registry,
+    pub limits: Limits,
+    pub stats: Stats,
+    pub status: Mutex<LoadStatus>,
+    store: Store,
+    /// Taken at shutdown so that the writer sees every producer gone and drains.
+    store_handle: Mutex<Option<StoreHandle>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    started: Instant,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, store: Store, handle: StoreHandle, limits: Limits) -> Arc<AppState> {
+        let status = LoadStatus {
+            ok: true,
+            version: engine.library().version().to_string(),
+            loaded_at: crate::store::now_rfc3339(),
+            errors: Vec::new(),
+        };
+        Arc::new(AppState {
+            engine: ArcSwap::from_pointee(engine),
+            calls: Registry::new(
+                limits.max_calls,
+                limits.max_subscribers_per_call,
+                Duration::from_secs(limits.call_grace_seconds),
+            ),
+            limits,
+            stats: Stats::default(),
+            status: Mutex::new(status),
+            store,
+            store_handle: Mutex::new(Some(handle)),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// A handle for one connection's records; `None` once shutdown has begun.
+    fn store_handle(&self) -> Option<StoreHandle> {
+        self.store_handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Releases the server's own store handle (shutdown).
+    pub fn release_store(&self) {
+        self.store_handle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn ws_config(&self) -> WebSocketConfig {
+        let max = self.limits.max_message_bytes;
+        // Small read and write buffers: an idle call should cost kilobytes, not the
+        // 128 KiB tungstenite reserves by default.
+        WebSocketConfig::default()
+            .read_buffer_size(4 * 1024)
+            .write_buffer_size(0)
+            .max_write_buffer_size(max.saturating_mul(4).max(64 * 1024))
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// Serves until `shutdown` resolves, then closes every connection (WebSockets with a close
+/// frame) and returns when they are done or `shutdown_grace_seconds` have passed.
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let reaper_state = state.clone();
+    let reaper_token = token.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = reaper_token.cancelled() => break,
+                _ = tick.tick() => { reaper_state.calls.reap(); }
+            }
+        }
+    });
+
+    let router = http::router(state.clone());
+    let permits = Arc::new(Semaphore::new(state.limits.max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            _ = token.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = token.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let router = router.clone();
+        let token = token.clone();
+        state.tasks.clone().spawn(
+            serve_connection(stream, peer, state, router, token, permit)
+                .instrument(info_span!("conn", %peer)),
+        );
+    }
+    drop(listener);
+    info!("stopped accepting; closing connections");
+    state.tasks.close();
+    let grace = Duration::from_secs(state.limits.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            remaining = state.tasks.len(),
+            "shutdown grace period over with connections still open"
+        );
+    }
+    Ok(())
+}
+
+/// A connection's permit, shared with the WebSocket task it may upgrade into.
+#[derive(Clone)]
+pub(crate) struct ConnPermit(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    router: axum::Router,
+    token: CancellationToken,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    state.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let permit = ConnPermit(Arc::new(permit));
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(permit.clone());
+            let router = router.clone();
+            async move {
+                use tower::ServiceExt;
+                router.oneshot(req.map(axum::body::Body::new)).await
+            }
+        });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = token.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(error) = result {
+        debug!(%error, %peer, "connection ended with an error");
+    }
+    state.stats.connections.fetch_sub(1, Ordering::Relaxed);
+}

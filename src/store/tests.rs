@@ -1,0 +1,393 @@
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, Connection, Row};
+use tokio::time::timeout;
+
+use super::*;
+
+fn db_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("cuedeck.db").display())
+}
+
+fn exposure(display_id: &str, call_id: &str) -> ExposureRow {
+    ExposureRow {
+        display_id: display_id.to_string(),
+        ts: "2026-11-23T10:00:00.123Z".to_string(),
+        call_id: call_id.to_string(),
+        deal_id: Some("d-9".to_string()),
+        rep_id: Some("r-7".to_string()),
+        card_id: "objection-price".to_string(),
+        experiment_key: Some("price-2026q4".to_string()),
+        variant: Some("short".to_string()),
+        shown: true,
+        reason: "shown".to_string(),
+        phrase: "price is too high".to_string(),
+        speaker: "prospect".to_string(),
+        segment_id: "s-4".to_string(),
+        engine_us: 7,
+        library_version: "sha256:abc".to_string(),
+    }
+}
+
+async fn count(store: &Store, table: &str) -> i64 {
+    let sql = match table {
+        "exposures" => "SELECT COUNT(*) AS n FROM exposures",
+        "distinct_exposures" => "SELECT COUNT(DISTINCT display_id) AS n FROM exposures",
+        "calls" => "SELECT COUNT(*) AS n FROM calls",
+        other => panic!("no count query for {other}"),
+    };
+    let row = sqlx::query(sql)
+        .fetch_one(&store.pool)
+        .await
+        .expect("count query");
+    row.try_get::<i64, _>("n").expect("count column")
+}
+
+#[tokio::test]
+async fn open_creates_file_migrates_twice_and_uses_wal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = db_url(dir.path());
+    assert!(!dir.path().join("cuedeck.db").exists());
+
+    let store = Store::open(&url).await.expect("first open");
+    assert!(dir.path().join("cuedeck.db").exists());
+    store.ping().await.expect("ping");
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&store.pool)
+        .await
+        .expect("journal_mode")
+        .try_get(0)
+        .expect("journal_mode column");
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    store.close().await;
+
+    let again = Store::open(&url)
+        .await
+        .expect("second open re-runs migrations");
+    assert!(again.exposures(None).await.expect("read").is_empty());
+    again.close().await;
+}
+
+#[tokio::test]
+async fn rows_round_trip_with_nulls_and_bools() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&db_url(dir.path())).await.expect("open");
+
+    let full = ExposureRow {
+        engine_us: 9_000_000_000, // beyond 32 bits
+        ..exposure("01A", "c-1")
+    };
+    let bare = ExposureRow {
+        display_id: "01B".to_string(),
+        ts: "2026-11-23T10:00:01.000Z".to_string(),
+        deal_id: None,
+        rep_id: None,
+        experiment_key: None,
+        variant: None,
+        shown: false,
+        reason: "cooldown".to_string(),
+        ..exposure("01B", "c-1")
+    };
+    let other_call = ExposureRow {
+        ts: "2026-11-23T09:00:00.000Z".to_string(),
+        ..exposure("01C", "c-2")
+    };
+    let feedback = FeedbackRow {
+        display_id: "01A".to_string(),
+        ts: "2026-11-23T10:00:02.000Z".to_string(),
+        action: "useful".to_string(),
+    };
+    let unknown_feedback = FeedbackRow {
+        display_id: "no-such-display".to_string(),
+        ts: "2026-11-23T10:00:03.000Z".to_string(),
+        action: "clicked".to_string(),
+    };
+    store
+        .write_batch(&[
+            Record::Exposure(bare.clone()),
+            Record::Exposure(full.clone()),
+            Record::Exposure(other_call.clone()),
+            Record::Feedback(feedback.clone()),
+            Record::Feedback(unknown_feedback.clone()),
+        ])
+        .await
+        .expect("write");
+
+    assert_eq!(
+        store.exposures(Some("c-1")).await.expect("read c-1"),
+        vec![full.clone(), bare.clone()]
+    );
+    assert_eq!(
+        store.exposures(None).await.expect("read all"),
+        vec![other_call, full.clone(), bare]
+    );
+    assert!(
+        store
+            .exposures(Some("c-404"))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert_eq!(
+        store.feedback(None).await.expect("feedback"),
+        vec![feedback.clone(), unknown_feedback]
+    );
+    assert_eq!(
+        store.feedback(Some("01A")).await.expect("feedback 01A"),
+        vec![feedback.clone()]
+    );
+
+    // A retried batch (same display ids, same feedback) neither fails nor duplicates.
+    store
+        .write_batch(&[Record::Exposure(full), Record::Feedback(feedback)])
+        .await
+        .expect("rewrite");
+    assert_eq!(count(&store, "exposures").await, 3);
+    assert_eq!(store.feedback(None).await.expect("feedback").len(), 2);
+}
+
+#[tokio::test]
+async fn outcomes_keep_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&db_url(dir.path())).await.expect("open");
+    let open = OutcomeRow {
+        deal_id: "d-9".to_string(),
+        outcome: "open".to_string(),
+        amount: None,
+        currency: None,
+        closed_at: None,
+        received_at: "2026-11-20T10:00:00.000Z".to_string(),
+    };
+    let won = OutcomeRow {
+        outcome: "won".to_string(),
+        amount: Some(12000.5),
+        currency: Some("USD".to_string()),
+        closed_at: Some("2026-11-20T10:00:00Z".to_string()),
+        ..open.clone()
+    };
+    store
+        .insert_outcomes(&[open.clone(), won.clone()])
+        .await
+        .expect("insert");
+    assert_eq!(
+        store.outcomes(Some("d-9")).await.expect("read"),
+        vec![open, won]
+    );
+    assert!(store.outcomes(Some("d-1")).await.expect("read").is_empty());
+}
+
+#[tokio::test]
+async fn calls_upsert_and_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&db_url(dir.path())).await.expect("open");
+    let first = CallRow {
+        call_id: "c-1".to_string(),
+        deal_id: Some("d-9".to_string()),
+        rep_id: None,
+        context: r#"{"deal_stage":"evaluation"}"#.to_string(),
+        started_at: "2026-11-23T10:00:00.000Z".to_string(),
+    };
+    store
+        .write_batch(&[
+            Record::CallStarted(first.clone()),
+            Record::CallEnded {
+                call_id: "c-1".to_string(),
+                ended_at: "2026-11-23T10:05:00.000Z".to_string(),
+            },
+        ])
+        .await
+        .expect("start and end");
+    assert_eq!(
+        store.call("c-1").await.expect("read"),
+        Some((first.clone(), Some("2026-11-23T10:05:00.000Z".to_string())))
+    );
+
+    // Reconnect: one row, started_at kept, ended_at cleared, context updated.
+    let reconnect = CallRow {
+        context: r#"{"deal_stage":"negotiation"}"#.to_string(),
+        started_at: "2026-11-23T10:06:00.000Z".to_string(),
+        ..first.clone()
+    };
+    store
+        .write_batch(&[Record::CallStarted(reconnect.clone())])
+        .await
+        .expect("reconnect");
+    assert_eq!(count(&store, "calls").await, 1);
+    let (row, ended) = store.call("c-1").await.expect("read").expect("row");
+    assert_eq!(row.started_at, first.started_at);
+    assert_eq!(row.context, reconnect.context);
+    assert_eq!(ended, None);
+
+    store
+        .write_batch(&[Record::CallEnded {
+            call_id: "c-1".to_string(),
+            ended_at: "2026-11-23T10:09:00.000Z".to_string(),
+        }])
+        .await
+        .expect("end");
+    let (_, ended) = store.call("c-1").await.expect("read").expect("row");
+    assert_eq!(ended.as_deref(), Some("2026-11-23T10:09:00.000Z"));
+    assert_eq!(store.call("c-404").await.expect("read"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writer_writes_every_record_once_under_concurrency() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&db_url(dir.path())).await.expect("open");
+    let (handle, task) = spawn_writer(store.clone(), 64);
+
+    let producers: Vec<_> = (0..5)
+        .map(|p| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                for i in 0..1_000 {
+                    let id = format!("p{p}-{i:04}");
+                    handle
+                        .send(Record::Exposure(exposure(&id, &format!("c-{p}"))))
+                        .await
+                        .expect("send");
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.expect("producer");
+    }
+    let written = handle.clone();
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 5_000);
+    assert_eq!(written.written(), 5_000);
+    assert_eq!(written.queue_depth(), 0);
+    assert_eq!(count(&store, "exposures").await, 5_000);
+    assert_eq!(count(&store, "distinct_exposures").await, 5_000);
+    assert_eq!(
+        store.exposures(Some("c-3")).await.expect("read").len(),
+        1_000
+    );
+}
+
+#[tokio::test]
+async fn writer_applies_backpressure_while_the_database_is_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = db_url(dir.path());
+    let store = Store::open(&url).await.expect("open");
+
+    // A second connection holds the write lock: the writer's transaction waits on it.
+    let mut blocker = AnyConnection::connect(&url).await.expect("blocker");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+
+    let (handle, task) = spawn_writer(store.clone(), 4);
+    // Fill: the writer takes the first record(s) and stalls, then the queue fills up and
+    // a send stops completing.
+    let mut sent = 0;
+    loop {
+        let record = Record::Exposure(exposure(&format!("b-{sent:03}"), "c-b"));
+        match timeout(Duration::from_millis(50), handle.send(record)).await {
+            Ok(result) => {
+                result.expect("send");
+                sent += 1;
+                assert!(sent < 100, "the queue never filled");
+            }
+            Err(_) => break, // cancelled before it was queued
+        }
+    }
+    assert_eq!(handle.queue_depth(), 4);
+
+    let late = handle.clone();
+    let late_id = format!("b-{sent:03}");
+    let pending =
+        tokio::spawn(async move { late.send(Record::Exposure(exposure(&late_id, "c-b"))).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !pending.is_finished(),
+        "send completed while the queue was full"
+    );
+    assert_eq!(count(&store, "exposures").await, 0);
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    timeout(Duration::from_secs(1), pending)
+        .await
+        .expect("send completes once space frees")
+        .expect("join")
+        .expect("send");
+
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), sent as u64 + 1);
+    assert_eq!(count(&store, "exposures").await, sent + 1);
+    blocker.close().await.expect("close blocker");
+}
+
+#[tokio::test]
+async fn send_after_the_writer_is_gone_is_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&db_url(dir.path())).await.expect("open");
+    let (handle, task) = spawn_writer(store, 4);
+    task.join.abort();
+    let _ = task.join.await;
+    let result = handle.send(Record::Exposure(exposure("x", "c-x"))).await;
+    assert!(matches!(result, Err(StoreError::Closed)), "{result:?}");
+}
+
+#[tokio::test]
+async fn unopenable_paths_and_bad_urls_name_the_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing_dir = format!(
+        "sqlite://{}",
+        dir.path().join("no-such-dir").join("x.db").display()
+    );
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").expect("write file");
+    let inside_file = format!("sqlite://{}", file.join("x.db").display());
+
+    for url in [&missing_dir, &inside_file] {
+        let err = Store::open(url).await.expect_err("must not open");
+        assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+        assert!(err.to_string().contains(url.as_str()), "{err}");
+    }
+
+    for url in ["mysql://localhost/db", "sqlite://", "cuedeck.db"] {
+        let err = Store::open(url).await.expect_err("must not open");
+        assert!(matches!(err, StoreError::BadUrl { .. }), "{err:?}");
+        assert!(err.to_string().contains(url), "{err}");
+    }
+}
+
+#[test]
+fn urls_are_prepared_and_redacted() {
+    let (backend, url) = prepare_url("sqlite://cuedeck.db").expect("sqlite");
+    assert_eq!(
+        (backend, url.as_str()),
+        (Backend::Sqlite, "sqlite://cuedeck.db?mode=rwc")
+    );
+    let (_, url) = prepare_url("sqlite://a.db?cache=shared").expect("params");
+    assert_eq!(url, "sqlite://a.db?cache=shared&mode=rwc");
+    let (_, url) = prepare_url("sqlite://a.db?mode=ro").expect("mode kept");
+    assert_eq!(url, "sqlite://a.db?mode=ro");
+    let (backend, _) = prepare_url("postgresql://u@h/db").expect("pg");
+    assert_eq!(backend, Backend::Postgres);
+
+    assert_eq!(
+        redact("postgres://user:s3cret@db.example:5432/cue?sslmode=require"),
+        "postgres://user:***@db.example:5432/cue?sslmode=require"
+    );
+    assert_eq!(redact("postgres://user@h/db"), "postgres://user@h/db");
+    assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+}
+
+#[test]
+fn now_is_rfc3339_utc_with_millis() {
+    let now = now_rfc3339();
+    assert_eq!(now.len(), "2026-11-23T10:00:00.123Z".len(), "{now}");
+    assert!(now.ends_with('Z'));
+    assert_eq!(&now[10..11], "T");
+    assert_eq!(&now[19..20], ".");
+    time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
+        .expect("parses as RFC 3339");
+}
