@@ -201,7 +201,7 @@ fn replay_cmd(args: &ReplayArgs) -> Result<ExitCode, Failure> {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("replay: cannot read {}", file.display()))?;
         let r = replay::replay_native(&engine, &text)
-            .map_err(|e| anyhow!("replay: {}:{e}", file.display()))?;
+            .map_err(|e| anyhow!("replay: {}:{}: {}", file.display(), e.line, e.message))?;
         let call_id = &r.info.call_id;
         for d in &r.decisions {
             let written = if args.json {

@@ -1,1 +1,12 @@
+//! Integration tests, one binary. Table of contents:
+//!
+//! - `cli`: the `cuedeck` binary as users run it: validate, test, replay (exit codes,
+//!   messages with file:line:col, the demo calls' expected decisions).
+//! - `server`: `serve` on 127.0.0.1:0 with a real SQLite file, driven over real
+//!   WebSockets: cards on the ingest and subscriber sockets, error frames, size and error
+//!   limits, slow subscribers, graceful shutdown with every exposure stored.
+//! - `support`: shared helpers (starting a server, WebSocket clients).
 
+mod cli;
+mod server;
+mod support;

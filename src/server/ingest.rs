@@ -44,6 +44,8 @@ struct Ingest {
     errors_in_a_row: u32,
     ended: bool,
     decisions: Vec<Decision>,
+    /// Monotonic within a millisecond, so display ids sort in decision order.
+    ids: ulid::Generator,
 }
 
 /// Runs one ingest connection to its end.
@@ -60,6 +62,7 @@ where
         errors_in_a_row: 0,
         ended: false,
         decisions: Vec::new(),
+        ids: ulid::Generator::new(),
     };
     let close_frame = loop {
         let next = tokio::select! {
@@ -277,7 +280,11 @@ impl Ingest {
         let version = engine.library().version();
         let decisions = std::mem::take(&mut self.decisions);
         for d in &decisions {
-            let display_id = ulid::Ulid::new().to_string();
+            let display_id = self
+                .ids
+                .generate()
+                .unwrap_or_else(|_| ulid::Ulid::new())
+                .to_string();
             let engine_us = decoded_at.elapsed().as_micros() as u64;
             let frame = d.shown().then(|| {
                 let card = ServerMsg::Card(CardMsg {

@@ -1,0 +1,462 @@
+//! `serve` over real WebSockets with a real SQLite file.
+
+use std::time::Duration;
+
+use cuedeck::config::Limits;
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+fn transcript_lines(call: &str) -> Vec<&str> {
+    call.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// Streams the demo call over the ingest socket; returns the card frames it got back.
+async fn stream_demo(server: &TestServer, call: &str) -> Vec<serde_json::Value> {
+    let mut ingest = connect(&server.url("/v1/stream")).await;
+    let lines = transcript_lines(call);
+    send(&mut ingest, lines[0]).await;
+    let ready = next_json(&mut ingest).await;
+    assert_eq!(ready["type"], "ready");
+    assert!(
+        ready["library_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    for line in &lines[1..] {
+        send(&mut ingest, line).await;
+    }
+    let (frames, close) = drain(&mut ingest).await;
+    assert_eq!(
+        close.map(|c| c.0),
+        Some(1000),
+        "closed normally after `end`"
+    );
+    for f in &frames {
+        assert_eq!(f["type"], "card", "unexpected frame {f}");
+    }
+    frames
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_call_cards_reach_ingest_and_subscriber_and_every_exposure_is_stored() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let call = demo_call("demo-new-deal.jsonl");
+    // A subscriber may connect before the call starts.
+    let mut sub = connect(&server.url("/v1/calls/demo-new-deal-1/cards")).await;
+    assert_eq!(next_json(&mut sub).await["type"], "ready");
+
+    let cards = stream_demo(&server, &call).await;
+    let ids: Vec<&str> = cards
+        .iter()
+        .map(|c| c["card_id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/demo-new-deal.decisions.jsonl"),
+    )
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    .filter(|d| d["shown"] == true)
+    .map(|d| d["card_id"].as_str().unwrap().to_string())
+    .collect();
+    assert_eq!(ids, expected, "the server decides exactly as replay does");
+    let price = cards
+        .iter()
+        .find(|c| c["card_id"] == "objection-price")
+        .unwrap();
+    assert_eq!(price["variant"], "short");
+    assert_eq!(price["trigger"]["segment_id"], "s-8");
+    assert_eq!(price["trigger"]["speaker"], "prospect");
+    assert!(price["engine_us"].as_u64().is_some());
+    assert!(price["body"].as_str().unwrap().len() > 10);
+
+    // The subscriber gets the same cards, in the same order.
+    let mut sub_cards = Vec::new();
+    while sub_cards.len() < cards.len() {
+        sub_cards.push(next_json(&mut sub).await);
+    }
+    assert_eq!(sub_cards, cards);
+
+    // A late subscriber is accepted too (the call is in its grace period).
+    let mut late = connect(&server.url("/v1/calls/demo-new-deal-1/cards")).await;
+    assert_eq!(next_json(&mut late).await["type"], "ready");
+
+    // Feedback from the panel is stored.
+    let display_id = cards[0]["display_id"].as_str().unwrap().to_string();
+    send(
+        &mut sub,
+        &format!(r#"{{"type":"feedback","display_id":"{display_id}","action":"useful"}}"#),
+    )
+    .await;
+    // A subscriber may only send feedback.
+    send(&mut sub, r#"{"type":"end"}"#).await;
+    let err = next_json(&mut sub).await;
+    assert_eq!(err["code"], "protocol");
+
+    let stopped = server.shutdown().await;
+    let store = stopped.store;
+    let (_, close) = drain(&mut sub).await;
+    assert_eq!(
+        close.map(|c| c.0),
+        Some(1001),
+        "subscribers get a close frame at shutdown"
+    );
+
+    let rows = store.exposures(Some("demo-new-deal-1")).await.unwrap();
+    // Every record queued was written: the exposures, one feedback, call start and end.
+    assert_eq!(stopped.written as usize, rows.len() + 1 + 2);
+    let shown: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.shown)
+        .map(|r| r.card_id.as_str())
+        .collect();
+    assert_eq!(shown, ids, "one shown exposure per card received");
+    for (row, card) in rows.iter().filter(|r| r.shown).zip(&cards) {
+        assert_eq!(row.display_id, card["display_id"].as_str().unwrap());
+        assert_eq!(row.deal_id.as_deref(), Some("d-2004"));
+        assert_eq!(row.reason, "shown");
+    }
+    let fb = store.feedback(Some(&display_id)).await.unwrap();
+    assert_eq!(fb.len(), 1);
+    assert_eq!(fb[0].action, "useful");
+    let (call_row, ended) = store
+        .call("demo-new-deal-1")
+        .await
+        .unwrap()
+        .expect("call row");
+    assert_eq!(call_row.deal_id.as_deref(), Some("d-2004"));
+    assert!(call_row.context.contains("evaluation"));
+    assert!(ended.is_some(), "ended_at is set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_messages_get_error_frames_and_the_connection_stays_open() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    let cases: &[(&str, &str, &str)] = &[
+        ("not json", "bad_message", "invalid JSON"),
+        (
+            r#"{"type":"transcript","speaker":"prospect","text":"hi"}"#,
+            "protocol",
+            "before `start`",
+        ),
+        (
+            r#"{"type":"bogus"}"#,
+            "bad_message",
+            "unknown message type `bogus`",
+        ),
+    ];
+    for (frame, code, needle) in cases {
+        send(&mut ws, frame).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["code"], *code, "{frame}");
+        assert!(err["message"].as_str().unwrap().contains(needle), "{err}");
+    }
+    send(
+        &mut ws,
+        r#"{"type":"start","call_id":"c-err","deal_id":"d-1"}"#,
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "ready");
+    send(
+        &mut ws,
+        r#"{"type":"transcript","speaker":"prospect","txt":"price"}"#,
+    )
+    .await;
+    let err = next_json(&mut ws).await;
+    assert_eq!(err["code"], "bad_message");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 1 column "),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `txt`"),
+        "{err}"
+    );
+    send(&mut ws, r#"{"type":"start","call_id":"c-err"}"#).await;
+    assert_eq!(next_json(&mut ws).await["code"], "protocol");
+    ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["code"], "bad_message");
+    // Still open and working: a valid message fires a card.
+    send(
+        &mut ws,
+        r#"{"type":"transcript","segment_id":"s1","speaker":"prospect","text":"we are also looking at acme","is_final":true,"t_ms":1000}"#,
+    )
+    .await;
+    let card = next_json(&mut ws).await;
+    assert_eq!(card["type"], "card");
+    assert_eq!(card["card_id"], "competitor-acme");
+
+    // A second ingest for the same live call is refused.
+    let mut dup = connect(&server.url("/v1/stream")).await;
+    send(&mut dup, r#"{"type":"start","call_id":"c-err"}"#).await;
+    let err = next_json(&mut dup).await;
+    assert_eq!(err["code"], "protocol");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("already has a live ingest")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frames_close_with_1009_and_other_calls_continue() {
+    let limits = Limits {
+        max_message_bytes: 1024,
+        ..Limits::default()
+    };
+    let server = TestServer::start(&bundled_cards(), limits).await;
+    let mut other = connect(&server.url("/v1/stream")).await;
+    send(&mut other, r#"{"type":"start","call_id":"c-other"}"#).await;
+    assert_eq!(next_json(&mut other).await["type"], "ready");
+
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    let big = format!(
+        r#"{{"type":"transcript","speaker":"prospect","text":"{}"}}"#,
+        "a".repeat(2000)
+    );
+    let _ = ws.send(Message::text(big)).await;
+    let (_, close) = drain(&mut ws).await;
+    assert_eq!(close.map(|c| c.0), Some(1009));
+
+    send(
+        &mut other,
+        r#"{"type":"transcript","speaker":"prospect","text":"we are also looking at acme","is_final":true,"t_ms":5}"#,
+    )
+    .await;
+    assert_eq!(next_json(&mut other).await["card_id"], "competitor-acme");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_errors_in_a_row_close_with_1008() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    for _ in 0..10 {
+        send(&mut ws, "{").await;
+    }
+    let (frames, close) = drain(&mut ws).await;
+    assert_eq!(frames.len(), 10);
+    assert!(frames.iter().all(|f| f["code"] == "bad_message"));
+    assert_eq!(close.map(|c| c.0), Some(1008));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed() {
+    let limits = Limits {
+        idle_timeout_seconds: 1,
+        ..Limits::default()
+    };
+    let server = TestServer::start(&bundled_cards(), limits).await;
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    let (_, close) = drain(&mut ws).await;
+    assert_eq!(close, Some((1000, "idle timeout".to_string())));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_is_dropped_without_slowing_the_call() {
+    // Ten cards sharing one phrase, no cooldown, with large bodies: every message sends
+    // ten big frames, far more than the socket buffers of a subscriber that never reads.
+    let dir = tempfile::tempdir().unwrap();
+    let body = "word ".repeat(6000);
+    for i in 0..10 {
+        std::fs::write(
+            dir.path().join(format!("c{i}.yaml")),
+            format!(
+                "id: c{i}\ntitle: C{i}\ncategory: other\ncooldown_seconds: 0\nmax_per_call: 100\ntriggers: {{ any: [ping] }}\nbody: {body}\n"
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("_deck.yaml"), "max_cards_per_call: 1000\n").unwrap();
+    let limits = Limits {
+        subscriber_queue: 16,
+        ..Limits::default()
+    };
+    let server = TestServer::start(dir.path(), limits).await;
+    let slow = connect(&server.url("/v1/calls/c-slow/cards")).await;
+    let mut fast = connect(&server.url("/v1/calls/c-slow/cards")).await;
+    assert_eq!(next_json(&mut fast).await["type"], "ready");
+    let mut ingest = connect(&server.url("/v1/stream")).await;
+    send(&mut ingest, r#"{"type":"start","call_id":"c-slow"}"#).await;
+    assert_eq!(next_json(&mut ingest).await["type"], "ready");
+    let mut fast_received = 0;
+    for i in 0..100u64 {
+        let msg = format!(
+            r#"{{"type":"transcript","segment_id":"s{i}","speaker":"prospect","text":"ping","is_final":true,"t_ms":{i}}}"#
+        );
+        send(&mut ingest, &msg).await;
+        // The call keeps flowing: every card comes back on the ingest socket.
+        for _ in 0..10 {
+            assert_eq!(next_json(&mut ingest).await["type"], "card");
+        }
+        // A subscriber that keeps up gets everything.
+        for _ in 0..10 {
+            assert_eq!(next_json(&mut fast).await["type"], "card");
+            fast_received += 1;
+        }
+    }
+    assert_eq!(fast_received, 1000);
+    let dropped = server
+        .state
+        .stats
+        .subscribers_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(dropped, 1, "only the slow subscriber was dropped");
+    drop(slow);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_within_the_grace_period_resumes_cooldowns() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let start = r#"{"type":"start","call_id":"c-re","deal_id":"d-re"}"#;
+    let acme = |seg: &str, t: u64| {
+        format!(
+            r#"{{"type":"transcript","segment_id":"{seg}","speaker":"prospect","text":"we are looking at acme","is_final":true,"t_ms":{t}}}"#
+        )
+    };
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    send(&mut ws, start).await;
+    next_json(&mut ws).await;
+    send(&mut ws, &acme("s1", 1000)).await;
+    assert_eq!(next_json(&mut ws).await["card_id"], "competitor-acme");
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    send(&mut ws, start).await;
+    next_json(&mut ws).await;
+    // Within the card's cooldown: decided, but suppressed, so no card frame.
+    send(&mut ws, &acme("s2", 2000)).await;
+    send(&mut ws, r#"{"type":"end"}"#).await;
+    let (frames, _) = drain(&mut ws).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    let store = server.shutdown().await.store;
+    let rows = store.exposures(Some("c-re")).await.unwrap();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
+    assert_eq!(reasons, ["shown", "cooldown"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let get = |path: &str| {
+        let addr = server.addr;
+        let path = path.to_string();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+    let cards = get("/v1/cards").await;
+    assert!(cards.contains("\"competitor-acme\""), "{cards}");
+    assert!(get("/v1/stream").await.starts_with("HTTP/1.1 400"));
+    server.shutdown().await;
+}
+
+#[test]
+fn sigterm_drains_the_store_and_exits_0() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cuedeck.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cuedeck"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(format!("sqlite://{}", db.display()))
+        .arg("--cards")
+        .arg(bundled_cards())
+        .env("CUEDECK_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start serve");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("cuedeck: listening on http://") {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cards = runtime.block_on(async {
+        let mut ws = connect(&format!("ws://{addr}/v1/stream")).await;
+        let call = demo_call("demo-renewal.jsonl");
+        let lines: Vec<&str> = transcript_lines(&call);
+        // Everything but `end`: the call is live when the signal arrives.
+        for line in &lines[..lines.len() - 1] {
+            send(&mut ws, line).await;
+        }
+        // Wait for every card: replay says how many.
+        let expected = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/demo-renewal.decisions.jsonl"),
+        )
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"shown\":true"))
+        .count();
+        let mut cards = Vec::new();
+        while cards.len() < expected {
+            let f = next_json(&mut ws).await;
+            if f["type"] == "card" {
+                cards.push(f["display_id"].as_str().unwrap().to_string());
+            }
+        }
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (_, close) = drain(&mut ws).await;
+        assert_eq!(close.map(|c| c.0), Some(1001));
+        cards
+    });
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "serve exits 0 after SIGTERM");
+
+    let stored = runtime.block_on(async {
+        let store = cuedeck::store::Store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        store.exposures(Some("demo-renewal-1")).await.unwrap()
+    });
+    let shown: Vec<&str> = stored
+        .iter()
+        .filter(|r| r.shown)
+        .map(|r| r.display_id.as_str())
+        .collect();
+    assert_eq!(
+        shown, cards,
+        "every card received has its exposure row, nothing extra"
+    );
+}

@@ -1,0 +1,151 @@
+//! Shared helpers for the integration tests.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cuedeck::config::Limits;
+use cuedeck::engine::Engine;
+use cuedeck::library::Library;
+use cuedeck::server::{self, AppState};
+use cuedeck::store::{self, Store};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The repository's bundled card library.
+pub fn bundled_cards() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("battlecards")
+}
+
+pub fn demo_call(name: &str) -> String {
+    std::fs::read_to_string(bundled_cards().join("demo").join(name)).expect("demo call")
+}
+
+/// A server running in-process on 127.0.0.1:0 with a temporary SQLite file.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    join: Option<tokio::task::JoinHandle<u64>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(cards: &Path, limits: Limits) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
+        let engine = Engine::new(Library::load_dir(cards).expect("valid cards")).expect("engine");
+        let store = Store::open(&url).await.expect("store");
+        let (handle, writer) = store::spawn_writer(store.clone(), limits.store_queue);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = AppState::new(engine, store.clone(), handle, limits);
+        let (tx, rx) = oneshot::channel::<()>();
+        let st = state.clone();
+        let join = tokio::spawn(async move {
+            server::run(listener, st.clone(), async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server run");
+            st.release_store();
+            drop(st);
+            writer.finish().await.expect("store drained")
+        });
+        TestServer {
+            addr,
+            state,
+            store,
+            shutdown: Some(tx),
+            join: Some(join),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Triggers the shutdown future and waits until the store is drained.
+    pub async fn shutdown(mut self) -> Stopped {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let join = self.join.take().expect("running");
+        // The server's own Arc must go too before the writer can see every handle gone.
+        let store = self.store.clone();
+        drop(self.state);
+        let written = tokio::time::timeout(Duration::from_secs(20), join)
+            .await
+            .expect("shutdown in time")
+            .expect("server task");
+        Stopped {
+            store,
+            written,
+            _dir: self._dir,
+        }
+    }
+}
+
+/// A stopped server: its store (the SQLite file lives as long as this does).
+pub struct Stopped {
+    pub store: Store,
+    pub written: u64,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn connect(url: &str) -> Ws {
+    let (ws, _) = connect_async(url).await.expect("connect");
+    ws
+}
+
+pub async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text.to_string()))
+        .await
+        .expect("send");
+}
+
+/// Next text frame as JSON (skips pings); panics after 5 s.
+pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame within 5 s")
+            .expect("socket open")
+            .expect("frame");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON frame"),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Reads until the socket closes; returns the text frames as JSON and the close frame.
+pub async fn drain(ws: &mut Ws) -> (Vec<serde_json::Value>, Option<(u16, String)>) {
+    let mut frames = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("socket closes within 5 s");
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                frames.push(serde_json::from_str(t.as_str()).expect("JSON frame"))
+            }
+            Some(Ok(Message::Close(c))) => {
+                return (frames, c.map(|c| (u16::from(c.code), c.reason.to_string())));
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (frames, None),
+        }
+    }
+}
