@@ -1,3 +1,50 @@
+//! # cuedeck
+//!
+//! A real-time call-assist battlecard engine. A speech-to-text bridge streams a live
+//! call's transcript over a WebSocket; cuedeck matches it against trigger phrases authored
+//! as YAML cards, pushes the right battlecard back within microseconds, and logs every
+//! display decision so card variants can be A/B tested against deal outcomes.
+//!
+//! ## Modules and who calls whom
+//!
+//! Pure logic (no IO, no tokio), unit-tested without sockets:
+//!
+//! - [`library`] — a directory of YAML files → an immutable, validated [`library::Library`]
+//!   (every error reported with file:line:col).
+//! - [`matcher`] — text normalization and one Aho-Corasick automaton over every phrase;
+//!   whole-word, overlapping matches; phrase → (card, role).
+//! - [`rules`] — card eligibility: speaker, `all` groups, `unless`, time range, call context.
+//! - [`experiment`] — sticky, stateless variant assignment (GrowthBook hash v2).
+//! - [`session`] — the per-call state machine: segments, once-per-segment decisions,
+//!   cooldowns, budgets, the minimum gap, experiment arms. `handle(message) → decisions`.
+//! - [`engine`] — a library and its matcher, built together and swapped as one.
+//! - [`protocol`] — the native WebSocket messages: decoding with precise errors, encoding.
+//! - [`examples`] — `cuedeck test`: each card's examples against its triggers.
+//! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
+//!
+//! IO at the edges:
+//!
+//! - [`store`] — exposures, feedback, outcomes and calls in SQLite or PostgreSQL (sqlx),
+//!   written by one batching task behind a bounded queue.
+//! - [`server`] — the accept loop, HTTP routes, the ingest and subscriber WebSockets, the
+//!   call registry, graceful shutdown.
+//! - [`config`] — the limits on everything a client can grow.
+//! - [`cli`] — the `cuedeck` command line; the composition root (the only `anyhow` user).
+//!
+//! ## Data flow
+//!
+//! ```text
+//! serve:   cards dir ─► Library::load_dir ─► Engine::new (Matcher::build) ─► ArcSwap<Engine>
+//!                     └► Store::open ─► spawn_writer ─► StoreHandle (bounded queue)
+//! per call: WS frame ─► protocol::decode ─► Session::on_utterance(&engine) ─► Decisions
+//!             ─► exposure Record ─► StoreHandle ─► writer ─► DB
+//!             ─► card frame ─► ingest socket + subscribers (bounded, slow ones dropped)
+//! replay:  file ─► protocol::decode ─► Session::on_utterance (clock from t_ms) ─► JSON lines
+//! ```
+//!
+//! Dependency rule: `library`, `matcher`, `rules`, `experiment` depend on no IO; `session`
+//! depends on them but not on tokio; `server` and `cli` wire things together.
+
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -11,3 +58,13 @@ pub mod rules;
 pub mod server;
 pub mod session;
 pub mod store;
+
+/// Shared state crosses threads: keep these `Send + Sync`.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<engine::Engine>();
+    check::<library::Library>();
+    check::<matcher::Matcher>();
+    check::<session::Session>();
+}

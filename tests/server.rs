@@ -460,3 +460,74 @@ fn sigterm_drains_the_store_and_exits_0() {
         "every card received has its exposure row, nothing extra"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_streams_transcript_and_cards_and_stores_nothing() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let mut ws = connect(&server.url("/v1/demo?call=new-deal&speed=1000")).await;
+    let (frames, close) = drain(&mut ws).await;
+    assert_eq!(close.map(|c| c.0), Some(1000));
+    assert_eq!(frames[0]["type"], "ready");
+    let call_id = frames[0]["call_id"].as_str().unwrap().to_string();
+    assert!(call_id.starts_with("demo-"), "{call_id}");
+    let transcripts = frames.iter().filter(|f| f["type"] == "transcript").count();
+    assert!(transcripts > 20, "{transcripts}");
+    let cards: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "card")
+        .map(|f| f["card_id"].as_str().unwrap())
+        .collect();
+    assert!(cards.contains(&"objection-price"), "{cards:?}");
+    // Not enrolled: the price card shows its base content, with no variant.
+    let price = frames
+        .iter()
+        .find(|f| f["card_id"] == "objection-price")
+        .unwrap();
+    assert!(price["variant"].is_null());
+    // Each card follows the transcript line that triggered it.
+    let first_card = frames.iter().position(|f| f["type"] == "card").unwrap();
+    let seg = frames[first_card]["trigger"]["segment_id"].clone();
+    assert!(frames[..first_card].iter().any(|f| f["segment_id"] == seg));
+
+    let bad = tokio_tungstenite::connect_async(server.url("/v1/demo?call=nope")).await;
+    assert!(
+        bad.is_err(),
+        "unknown demo call is refused before the upgrade"
+    );
+    let stopped = server.shutdown().await;
+    assert!(stopped.store.exposures(None).await.unwrap().is_empty());
+    assert_eq!(stopped.written, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rep_panel_and_its_assets_are_served_from_the_binary() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let get = |path: &'static str| {
+        let addr = server.addr;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    let page = get("/").await;
+    assert!(page.starts_with("HTTP/1.1 200"));
+    assert!(page.contains("text/html"));
+    assert!(page.contains("/assets/panel.js"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no external links or CDNs"
+    );
+    let js = get("/assets/panel.js").await;
+    assert!(js.starts_with("HTTP/1.1 200") && js.contains("text/javascript"));
+    assert!(get("/assets/panel.css").await.contains("text/css"));
+    assert!(get("/assets/nope.js").await.starts_with("HTTP/1.1 404"));
+    server.shutdown().await;
+}

@@ -346,6 +346,18 @@ impl ServerMsg<'_> {
     }
 }
 
+/// The role of a transcript message: its `speaker`, else its `channel` looked up in the
+/// start message's `speakers` map; an unmapped channel is the prospect.
+pub fn resolve_speaker(speakers: &BTreeMap<String, Speaker>, t: &Transcript) -> Speaker {
+    if let Some(s) = t.speaker {
+        return s;
+    }
+    t.channel
+        .as_ref()
+        .and_then(|c| speakers.get(&c.as_key()).copied())
+        .unwrap_or(Speaker::Prospect)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,16 +460,4 @@ mod tests {
             r#"{"type":"error","code":"bad_message","message":"m"}"#
         );
     }
-}
-
-/// The role of a transcript message: its `speaker`, else its `channel` looked up in the
-/// start message's `speakers` map; an unmapped channel is the prospect.
-pub fn resolve_speaker(speakers: &BTreeMap<String, Speaker>, t: &Transcript) -> Speaker {
-    if let Some(s) = t.speaker {
-        return s;
-    }
-    t.channel
-        .as_ref()
-        .and_then(|c| speakers.get(&c.as_key()).copied())
-        .unwrap_or(Speaker::Prospect)
 }

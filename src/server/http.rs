@@ -11,18 +11,61 @@ use axum::routing::get;
 use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
-use super::{AppState, ConnPermit, ingest, subscribe};
+use super::{AppState, ConnPermit, demo as demo_call, ingest, subscribe};
 use crate::protocol::MAX_ID_LEN;
 
 pub(super) fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new()
+        .route("/", get(panel))
+        .route("/assets/{name}", get(asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/cards", get(cards))
         .route("/v1/cards/status", get(cards_status))
         .route("/v1/stream", get(stream))
         .route("/v1/calls/{call_id}/cards", get(call_cards))
+        .route("/v1/demo", get(demo))
         .with_state(state)
+}
+
+const PANEL_HTML: &str = include_str!("../web/panel.html");
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "panel.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/panel.js"),
+    ),
+    (
+        "panel.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/panel.css"),
+    ),
+];
+
+/// The rep panel: a static shell holding no data.
+async fn panel() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PANEL_HTML,
+    )
+        .into_response()
+}
+
+async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -175,6 +218,29 @@ async fn call_cards(
         header::HeaderValue::from_static("no-store"),
     );
     response
+}
+
+async fn demo(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let name = query_param(&query, "call")
+        .unwrap_or("new-deal")
+        .to_string();
+    if !demo_call::DEMO_CALLS.iter().any(|(n, _)| *n == name) {
+        let known: Vec<&str> = demo_call::DEMO_CALLS.iter().map(|(n, _)| *n).collect();
+        return bad_request(&format!(
+            "unknown demo call `{name}`, expected one of {}",
+            known.join(", ")
+        ));
+    }
+    let speed = match query_param(&query, "speed").map(str::parse::<f64>) {
+        None => 1.0,
+        Some(Ok(s)) if (0.1..=1000.0).contains(&s) => s,
+        Some(_) => return bad_request("`speed` must be a number from 0.1 to 1000"),
+    };
+    let st = state.clone();
+    upgrade(&state, req, info_span!("demo"), move |ws| {
+        demo_call::run(st, ws, name, speed)
+    })
 }
 
 /// A query parameter's value (percent-decoding is not needed for the values used here).

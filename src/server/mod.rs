@@ -9,6 +9,7 @@
 //! connections are done or the grace period ends. The store is drained by the caller after.
 
 pub mod calls;
+mod demo;
 mod http;
 mod ingest;
 mod subscribe;
