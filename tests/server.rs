@@ -356,22 +356,7 @@ async fn a_reconnect_within_the_grace_period_resumes_cooldowns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let server = TestServer::start(&bundled_cards(), Limits::default()).await;
-    let get = |path: &str| {
-        let addr = server.addr;
-        let path = path.to_string();
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
+    let get = |path: &str| http_get(server.addr, path.to_string());
     assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
     let cards = get("/v1/cards").await;
@@ -502,21 +487,7 @@ async fn demo_streams_transcript_and_cards_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rep_panel_and_its_assets_are_served_from_the_binary() {
     let server = TestServer::start(&bundled_cards(), Limits::default()).await;
-    let get = |path: &'static str| {
-        let addr = server.addr;
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-            s.write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-            )
-            .await
-            .unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.unwrap();
-            out
-        }
-    };
+    let get = |path: &str| http_get(server.addr, path.to_string());
     let page = get("/").await;
     assert!(page.starts_with("HTTP/1.1 200"));
     assert!(page.contains("text/html"));
