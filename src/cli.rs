@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Limits;
+use crate::config::{Overrides, ServeConfig};
 use crate::engine::Engine;
 use crate::library::{Library, LibraryError};
 use crate::replay::{self, DecisionLine};
@@ -51,15 +51,24 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Card directory.
-    #[arg(long, env = "CUEDECK_CARDS", default_value = "battlecards")]
-    cards: PathBuf,
-    /// Store URL: sqlite://FILE or postgres://…
-    #[arg(long, env = "CUEDECK_DB", default_value = "sqlite://cuedeck.db")]
-    db: String,
-    /// Address to listen on (HTTP and WebSocket share it).
-    #[arg(long, env = "CUEDECK_LISTEN", default_value = "127.0.0.1:7700")]
-    listen: SocketAddr,
+    /// Configuration file (TOML); flags and CUEDECK_* variables override it.
+    #[arg(long, env = "CUEDECK_CONFIG")]
+    config: Option<PathBuf>,
+    /// Card directory [default: battlecards]
+    #[arg(long, env = "CUEDECK_CARDS")]
+    cards: Option<PathBuf>,
+    /// Store URL: sqlite://FILE or postgres://… [default: sqlite://cuedeck.db]
+    #[arg(long, env = "CUEDECK_DB")]
+    db: Option<String>,
+    /// Address to listen on, HTTP and WebSocket [default: 127.0.0.1:7700]
+    #[arg(long, env = "CUEDECK_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Do not reload the cards when files change (SIGHUP and the reload endpoint still work).
+    #[arg(long)]
+    no_watch: bool,
+    /// Log format on stderr.
+    #[arg(long, env = "CUEDECK_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -252,43 +261,66 @@ fn format_clock(t_ms: u64) -> String {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    init_tracing();
-    let limits = Limits::default();
-    // No tokens yet: refuse to expose an unauthenticated service beyond this machine.
-    if !args.listen.ip().is_loopback() {
-        return Err(anyhow!(
-            "serve: refusing to listen on {} without access tokens: bind a loopback address",
-            args.listen
+    init_tracing(&args.log_format);
+    // CUEDECK_WATCH=false disables watching like --no-watch does.
+    let env_watch = std::env::var("CUEDECK_WATCH").ok().map(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "false" | "no" | "off"
         )
-        .into());
-    }
+    });
+    let overrides = Overrides {
+        listen: args.listen,
+        cards: args.cards.clone(),
+        db: args.db.clone(),
+        watch: if args.no_watch {
+            Some(false)
+        } else {
+            env_watch
+        },
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let config = ServeConfig::load(args.config.as_deref(), &overrides, &env)
+        .map_err(|e| anyhow!(e).context("serve: configuration"))?;
+    config
+        .check_exposure()
+        .map_err(|e| anyhow!(e).context("serve"))?;
     // Everything is loaded and validated before a port is bound.
-    let engine = engine(&args.cards)?;
+    let engine = engine(&config.cards)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("serve: starting the runtime")?;
     runtime.block_on(async move {
-        let store = crate::store::Store::open(&args.db)
+        let store = crate::store::Store::open(&config.db)
             .await
-            .with_context(|| format!("serve: opening the store {}", args.db))?;
-        let (handle, writer) = crate::store::spawn_writer(store.clone(), limits.store_queue);
-        let listener = tokio::net::TcpListener::bind(args.listen)
+            .with_context(|| format!("serve: opening the store {}", config.db))?;
+        let (handle, writer) = crate::store::spawn_writer(store.clone(), config.limits.store_queue);
+        let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .with_context(|| format!("serve: cannot listen on {}", args.listen))?;
+            .with_context(|| format!("serve: cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("serve: local address")?;
+        if config.tokens.is_empty() {
+            tracing::warn!(%addr, "no access tokens configured: every route is open, loopback only");
+        }
         tracing::info!(
             %addr,
             cards = engine.library().cards().len(),
             version = engine.library().version(),
-            db = %args.db,
-            "cuedeck listening (no access tokens: loopback only)"
+            tokens = config.tokens.len(),
+            "cuedeck listening"
         );
         eprintln!(
             "cuedeck: listening on http://{addr}/ with {} cards",
             engine.library().cards().len()
         );
-        let state = crate::server::AppState::new(engine, store.clone(), handle, limits);
+        let state = crate::server::AppState::new(
+            engine,
+            store.clone(),
+            handle,
+            config.limits,
+            crate::server::Tokens::new(&config.tokens),
+        );
         crate::server::run(listener, state.clone(), shutdown_signal())
             .await
             .context("serve")?;
@@ -325,11 +357,15 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn init_tracing() {
+fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUEDECK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -1,9 +1,16 @@
-//! Service limits. Every bound on what a client can grow is here, explicit and
-//! configurable (SPEC §7 `[limits]`).
+//! Service configuration: the `cuedeck.toml` file, `CUEDECK_*` environment variables and
+//! command-line flags, with precedence flag > environment > file > default. Everything is
+//! loaded and validated before a port is bound; an unknown key in the file is an error
+//! naming its line and column.
+//!
+//! Every bound on what a client can grow is in [`Limits`], explicit and configurable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-/// Bounds applied by `serve`.
+/// Bounds applied by `serve` (the `[limits]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -48,5 +55,388 @@ impl Default for Limits {
             max_transcript_bytes: 64 * 1024,
             max_errors_in_a_row: 10,
         }
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("max_message_bytes", self.max_message_bytes as u64),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+            ("store_queue", self.store_queue as u64),
+            ("max_calls", self.max_calls as u64),
+            ("subscriber_queue", self.subscriber_queue as u64),
+            (
+                "max_subscribers_per_call",
+                self.max_subscribers_per_call as u64,
+            ),
+            ("max_transcript_bytes", self.max_transcript_bytes as u64),
+            ("max_errors_in_a_row", u64::from(self.max_errors_in_a_row)),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("limits.{name} must be greater than 0"));
+            }
+        }
+        if self.max_message_bytes < 1024 {
+            return Err("limits.max_message_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}
+
+/// What a token may do. `admin` implies every role, `manager` implies `rep`; `ingest` is a
+/// machine role implied only by `admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Ingest,
+    Rep,
+    Manager,
+    Admin,
+}
+
+impl Role {
+    /// Does a token with this role satisfy `needed`?
+    pub fn allows(self, needed: Role) -> bool {
+        match self {
+            Role::Admin => true,
+            Role::Manager => matches!(needed, Role::Manager | Role::Rep),
+            Role::Rep => needed == Role::Rep,
+            Role::Ingest => needed == Role::Ingest,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Rep => "rep",
+            Role::Manager => "manager",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// A bearer token as configured. The secret is never logged or printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    pub name: String,
+    pub role: Role,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Shortest accepted token secret.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    role: Role,
+    token: Option<String>,
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    listen: Option<String>,
+    cards: Option<PathBuf>,
+    db: Option<String>,
+    watch: Option<bool>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// Values given on the command line or in the environment (already merged by the CLI:
+/// a flag wins over its environment variable). `None` falls back to the file, then the
+/// default.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub cards: Option<PathBuf>,
+    pub db: Option<String>,
+    pub watch: Option<bool>,
+}
+
+/// The resolved configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub cards: PathBuf,
+    pub db: String,
+    pub watch: bool,
+    pub tokens: Vec<Token>,
+    pub limits: Limits,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            cards: PathBuf::from("battlecards"),
+            db: "sqlite://cuedeck.db".into(),
+            watch: true,
+            tokens: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A configuration problem, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Value(String),
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, column)
+}
+
+impl ServeConfig {
+    /// Loads the file (if any), applies overrides, reads token secrets from the
+    /// environment, and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ServeConfig, ConfigError> {
+        let raw = match file {
+            None => RawFile::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<RawFile>(&text).map_err(|e| {
+                    let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+                    ConfigError::Invalid {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        message: e.message().trim().to_string(),
+                    }
+                })?
+            }
+        };
+        let d = ServeConfig::default();
+        let file_listen = match raw.listen {
+            None => None,
+            Some(s) => Some(s.parse::<SocketAddr>().map_err(|e| {
+                ConfigError::Value(format!(
+                    "`listen`: {s:?} is not an address like 127.0.0.1:7700 ({e})"
+                ))
+            })?),
+        };
+        let mut tokens = Vec::new();
+        for (i, t) in raw.tokens.into_iter().enumerate() {
+            let which = format!("tokens[{i}] ({:?})", t.name);
+            let secret = match (t.token, t.token_env) {
+                (Some(s), None) => s,
+                (None, Some(var)) => env(&var).ok_or_else(|| {
+                    ConfigError::Value(format!("{which}: environment variable {var} is not set"))
+                })?,
+                _ => {
+                    return Err(ConfigError::Value(format!(
+                        "{which}: set exactly one of `token` and `token_env`"
+                    )));
+                }
+            };
+            if secret.len() < MIN_TOKEN_LEN {
+                return Err(ConfigError::Value(format!(
+                    "{which}: a token must be at least {MIN_TOKEN_LEN} characters"
+                )));
+            }
+            if tokens.iter().any(|x: &Token| x.secret == secret) {
+                return Err(ConfigError::Value(format!(
+                    "{which}: the same token is configured twice"
+                )));
+            }
+            tokens.push(Token {
+                name: t.name,
+                role: t.role,
+                secret,
+            });
+        }
+        raw.limits.check().map_err(ConfigError::Value)?;
+        Ok(ServeConfig {
+            listen: overrides.listen.or(file_listen).unwrap_or(d.listen),
+            cards: overrides.cards.clone().or(raw.cards).unwrap_or(d.cards),
+            db: overrides.db.clone().or(raw.db).unwrap_or(d.db),
+            watch: overrides.watch.or(raw.watch).unwrap_or(d.watch),
+            tokens,
+            limits: raw.limits,
+        })
+    }
+
+    /// Refuses an unauthenticated service on a non-loopback address.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.tokens.is_empty() && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Value(format!(
+                "refusing to listen on {} without access tokens: configure [[tokens]] or bind a loopback address",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cuedeck.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = ServeConfig::load(None, &Overrides::default(), &no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7700");
+        assert_eq!(c.db, "sqlite://cuedeck.db");
+        assert!(c.watch);
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn precedence_flag_over_file_over_default() {
+        let (_d, path) = write(
+            "listen = \"127.0.0.1:9000\"\ndb = \"sqlite://file.db\"\nwatch = false\n[limits]\nmax_message_bytes = 2048\n",
+        );
+        let c = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.db, "sqlite://file.db");
+        assert!(!c.watch);
+        assert_eq!(c.limits.max_message_bytes, 2048);
+        assert_eq!(c.limits.max_connections, 20_000);
+        let o = Overrides {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            db: Some("sqlite://flag.db".into()),
+            ..Overrides::default()
+        };
+        let c = ServeConfig::load(Some(&path), &o, &no_env).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.db, "sqlite://flag.db");
+        assert_eq!(c.cards, PathBuf::from("battlecards"));
+    }
+
+    #[test]
+    fn unknown_keys_name_their_line() {
+        let (_d, path) = write("listen = \"127.0.0.1:1\"\n\n[limits]\nmax_conections = 5\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cuedeck.toml:4:1: unknown field `max_conections`"),
+            "{msg}"
+        );
+        let (_d, path) = write("lisen = 1\n");
+        let msg = ServeConfig::load(Some(&path), &Overrides::default(), &no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(":1:1: unknown field `lisen`"), "{msg}");
+    }
+
+    #[test]
+    fn tokens_from_the_file_or_the_environment() {
+        let (_d, path) = write(
+            "[[tokens]]\nname = \"bridge\"\nrole = \"ingest\"\ntoken = \"0123456789abcdef\"\n\n[[tokens]]\nname = \"boss\"\nrole = \"admin\"\ntoken_env = \"BOSS_TOKEN\"\n",
+        );
+        let env = |k: &str| (k == "BOSS_TOKEN").then(|| "fedcba9876543210".to_string());
+        let c = ServeConfig::load(Some(&path), &Overrides::default(), &env).unwrap();
+        assert_eq!(c.tokens.len(), 2);
+        assert_eq!(c.tokens[1].role, Role::Admin);
+        assert!(
+            !format!("{:?}", c.tokens).contains("fedcba"),
+            "secrets are redacted"
+        );
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("environment variable BOSS_TOKEN is not set")
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let (_d, path) = write("[[tokens]]\nname = \"x\"\nrole = \"ingest\"\ntoken = \"short\"\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(e.to_string().contains("at least 16 characters"), "{e}");
+        let (_d, path) = write("[limits]\nstore_queue = 0\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("limits.store_queue must be greater than 0"),
+            "{e}"
+        );
+        let (_d, path) =
+            write("[[tokens]]\nname = \"x\"\nrole = \"boss\"\ntoken = \"0123456789abcdef\"\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(e.to_string().contains("cuedeck.toml:3:8"), "{e}");
+    }
+
+    #[test]
+    fn no_tokens_means_loopback_only() {
+        let mut c = ServeConfig {
+            listen: "0.0.0.0:7700".parse().unwrap(),
+            ..ServeConfig::default()
+        };
+        assert!(c.check_exposure().is_err());
+        c.tokens.push(Token {
+            name: "t".into(),
+            role: Role::Admin,
+            secret: "0123456789abcdef".into(),
+        });
+        assert!(c.check_exposure().is_ok());
+    }
+
+    #[test]
+    fn role_order() {
+        assert!(Role::Admin.allows(Role::Ingest));
+        assert!(Role::Manager.allows(Role::Rep));
+        assert!(!Role::Manager.allows(Role::Ingest));
+        assert!(!Role::Manager.allows(Role::Admin));
+        assert!(!Role::Rep.allows(Role::Manager));
+        assert!(!Role::Ingest.allows(Role::Rep));
     }
 }

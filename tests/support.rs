@@ -8,7 +8,7 @@ use std::time::Duration;
 use cuedeck::config::Limits;
 use cuedeck::engine::Engine;
 use cuedeck::library::Library;
-use cuedeck::server::{self, AppState};
+use cuedeck::server::{self, AppState, Tokens};
 use cuedeck::store::{self, Store};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -39,6 +39,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(cards: &Path, limits: Limits) -> TestServer {
+        TestServer::start_with_tokens(cards, limits, Tokens::default()).await
+    }
+
+    pub async fn start_with_tokens(cards: &Path, limits: Limits, tokens: Tokens) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
         let engine = Engine::new(Library::load_dir(cards).expect("valid cards")).expect("engine");
@@ -48,7 +52,7 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = AppState::new(engine, store.clone(), handle, limits);
+        let state = AppState::new(engine, store.clone(), handle, limits, tokens);
         let (tx, rx) = oneshot::channel::<()>();
         let st = state.clone();
         let join = tokio::spawn(async move {

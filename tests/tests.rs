@@ -1,5 +1,6 @@
 //! Integration tests, one binary. Table of contents:
 //!
+//! - `auth`: every route × role over real HTTP; tokens in headers and query parameters.
 //! - `cli`: the `cuedeck` binary as users run it: validate, test, replay (exit codes,
 //!   messages with file:line:col, the demo calls' expected decisions).
 //! - `server`: `serve` on 127.0.0.1:0 with a real SQLite file, driven over real
@@ -7,6 +8,7 @@
 //!   limits, slow subscribers, graceful shutdown with every exposure stored.
 //! - `support`: shared helpers (starting a server, WebSocket clients).
 
+mod auth;
 mod cli;
 mod server;
 mod support;

@@ -6,26 +6,66 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
 use super::{AppState, ConnPermit, demo as demo_call, ingest, subscribe};
+use crate::config::Role;
 use crate::protocol::MAX_ID_LEN;
 
 pub(super) fn router(state: Arc<AppState>) -> axum::Router {
-    axum::Router::new()
+    let guard = |role| from_fn_with_state((state.clone(), role), require);
+    let public = axum::Router::new()
         .route("/", get(panel))
         .route("/assets/{name}", get(asset))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/v1/cards", get(cards))
-        .route("/v1/cards/status", get(cards_status))
+        .route("/readyz", get(readyz));
+    let ingest = axum::Router::new()
         .route("/v1/stream", get(stream))
+        .route_layer(guard(Role::Ingest));
+    let rep = axum::Router::new()
         .route("/v1/calls/{call_id}/cards", get(call_cards))
         .route("/v1/demo", get(demo))
+        .route_layer(guard(Role::Rep));
+    let manager = axum::Router::new()
+        .route("/v1/cards", get(cards))
+        .route("/v1/cards/status", get(cards_status))
+        .route_layer(guard(Role::Manager));
+    public
+        .merge(ingest)
+        .merge(rep)
+        .merge(manager)
         .with_state(state)
+}
+
+/// Rejects a request whose token does not allow `role`, before any handler or upgrade.
+async fn require(
+    State((state, role)): State<(Arc<AppState>, Role)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match state.tokens.check(req.headers(), req.uri().query(), role) {
+        Ok(()) => next.run(req).await,
+        Err(status) => {
+            state
+                .stats
+                .auth_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let message = if status == StatusCode::FORBIDDEN {
+                format!(
+                    "this token's role does not allow this route (needs {})",
+                    role.as_str()
+                )
+            } else {
+                "missing or unknown token: send `Authorization: Bearer <token>` or `?token=`"
+                    .to_string()
+            };
+            (status, Json(json!({ "error": message }))).into_response()
+        }
+    }
 }
 
 const PANEL_HTML: &str = include_str!("../web/panel.html");

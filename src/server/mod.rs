@@ -8,6 +8,7 @@
 //! message it is handling and closes with a close frame, and `run` returns once all
 //! connections are done or the grace period ends. The store is drained by the caller after.
 
+mod auth;
 pub mod calls;
 mod demo;
 mod http;
@@ -33,6 +34,7 @@ use crate::config::Limits;
 use crate::engine::Engine;
 use crate::store::{Store, StoreHandle};
 
+pub use auth::Tokens;
 pub use calls::Registry;
 
 /// Counters read by tests, `/readyz` and the metrics endpoint.
@@ -43,6 +45,7 @@ pub struct Stats {
     pub subscribers_dropped: AtomicU64,
     pub frames_oversized: AtomicU64,
     pub bad_messages: AtomicU64,
+    pub auth_failures: AtomicU64,
 }
 
 /// The result of the last library load, for `/v1/cards/status`.
@@ -70,6 +73,7 @@ pub struct AppState {
     pub limits: Limits,
     pub stats: Stats,
     pub status: Mutex<LoadStatus>,
+    tokens: Tokens,
     store: Store,
     /// Taken at shutdown so that the writer sees every producer gone and drains.
     store_handle: Mutex<Option<StoreHandle>>,
@@ -79,7 +83,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(engine: Engine, store: Store, handle: StoreHandle, limits: Limits) -> Arc<AppState> {
+    pub fn new(
+        engine: Engine,
+        store: Store,
+        handle: StoreHandle,
+        limits: Limits,
+        tokens: Tokens,
+    ) -> Arc<AppState> {
         let status = LoadStatus {
             ok: true,
             version: engine.library().version().to_string(),
@@ -96,6 +106,7 @@ impl AppState {
             limits,
             stats: Stats::default(),
             status: Mutex::new(status),
+            tokens,
             store,
             store_handle: Mutex::new(Some(handle)),
             shutdown: CancellationToken::new(),

@@ -98,6 +98,10 @@ pub struct OutcomeRow {
 
 /// A write for the writer task.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "exposures are nearly all the traffic; boxing would only add an allocation each"
+)]
 pub enum Record {
     Exposure(ExposureRow),
     /// Inserts the call, or on reconnect updates deal, rep and context, keeps
@@ -614,8 +618,9 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, written: Arc<A
     total
 }
 
-/// A producer's handle on the writer queue. Cheap to clone; drop every clone to let the
-/// writer finish.
+/// A producer's handle on the writer queue. Cheap to clone. The writer runs until every
+/// clone is dropped, so long-lived state that only reads the counters (metrics) should
+/// hold [`WriterStats`] instead.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Record>,
@@ -634,6 +639,36 @@ impl StoreHandle {
     }
 
     /// Exposure rows written so far (duplicates of an existing display id not counted).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// A read-only view of the counters that does not keep the writer alive.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            tx: self.tx.downgrade(),
+            written: Arc::clone(&self.written),
+        }
+    }
+}
+
+/// The writer's counters (for metrics), without a hold on the queue: unlike a
+/// [`StoreHandle`], it does not delay [`WriterTask::finish`].
+#[derive(Debug, Clone)]
+pub struct WriterStats {
+    tx: mpsc::WeakSender<Record>,
+    written: Arc<AtomicU64>,
+}
+
+impl WriterStats {
+    /// Records waiting in the queue (0 once the writer has exited).
+    pub fn queue_depth(&self) -> usize {
+        self.tx
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    /// Exposure rows written so far.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)
     }

@@ -254,11 +254,12 @@ async fn writer_writes_every_record_once_under_concurrency() {
     for producer in producers {
         producer.await.expect("producer");
     }
-    let written = handle.clone();
+    // Stats do not keep the writer alive (a StoreHandle clone would).
+    let stats = handle.stats();
     drop(handle);
     assert_eq!(task.finish().await.expect("finish"), 5_000);
-    assert_eq!(written.written(), 5_000);
-    assert_eq!(written.queue_depth(), 0);
+    assert_eq!(stats.written(), 5_000);
+    assert_eq!(stats.queue_depth(), 0);
     assert_eq!(count(&store, "exposures").await, 5_000);
     assert_eq!(count(&store, "distinct_exposures").await, 5_000);
     assert_eq!(
@@ -390,4 +391,38 @@ fn now_is_rfc3339_utc_with_millis() {
     assert_eq!(&now[19..20], ".");
     time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
         .expect("parses as RFC 3339");
+}
+
+#[tokio::test]
+async fn writer_retries_a_failed_batch_without_losing_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = db_url(dir.path());
+    let store = Store::open(&url).await.expect("open");
+    // Break the schema from another connection: inserts fail until it is restored.
+    let mut admin = AnyConnection::connect(&url).await.expect("admin");
+    sqlx::query("ALTER TABLE exposures RENAME TO exposures_away")
+        .execute(&mut admin)
+        .await
+        .expect("rename away");
+
+    let (handle, task) = spawn_writer(store.clone(), 4);
+    for i in 0..3 {
+        handle
+            .send(Record::Exposure(exposure(&format!("r-{i}"), "c-r")))
+            .await
+            .expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let stats = handle.stats();
+    assert_eq!(stats.written(), 0, "nothing can be written yet");
+
+    sqlx::query("ALTER TABLE exposures_away RENAME TO exposures")
+        .execute(&mut admin)
+        .await
+        .expect("rename back");
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 3);
+    assert_eq!(stats.written(), 3);
+    assert_eq!(count(&store, "exposures").await, 3);
+    admin.close().await.expect("close admin");
 }

@@ -281,7 +281,7 @@ function demo() {
   $("transcript-pane").hidden = false;
   document.querySelector(".layout").classList.add("with-transcript");
   setStatus("starting demo…");
-  const ws = new WebSocket(wsUrl("/v1/demo", { speed: $("speed").value }));
+  const ws = new WebSocket(wsUrl("/v1/demo", { speed: params.get("speed") || $("speed").value }));
   state.ws = ws;
   ws.onmessage = onMessage;
   ws.onclose = () => setStatus("demo finished");

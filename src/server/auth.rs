@@ -1,0 +1,213 @@
+//! Bearer-token authorization. Tokens come from the config file, each with one role; a
+//! WebSocket upgrade may carry its token as a `token` query parameter (browsers cannot set
+//! headers). Missing or unknown token: 401; a known token whose role does not allow the
+//! route: 403 — both before any upgrade or handler runs. With no tokens configured every
+//! route is open (the server then binds loopback only).
+
+use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::config::{Role, Token};
+
+/// Configured tokens, kept as digests so comparison time does not depend on the secret.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    entries: Vec<([u8; 32], Role, String)>,
+}
+
+impl Tokens {
+    pub fn new(tokens: &[Token]) -> Tokens {
+        Tokens {
+            entries: tokens
+                .iter()
+                .map(|t| (digest(&t.secret), t.role, t.name.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Checks a request's token against `needed`.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        needed: Role,
+    ) -> Result<(), StatusCode> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        let presented = bearer(headers).or_else(|| query.and_then(query_token));
+        let Some(presented) = presented else {
+            return Err(StatusCode::UNAUTHORIZED);
+        };
+        let d = digest(&presented);
+        // Compare against every entry, without early exit.
+        let mut found: Option<Role> = None;
+        for (secret, role, _) in &self.entries {
+            let mut diff = 0u8;
+            for (a, b) in secret.iter().zip(d.iter()) {
+                diff |= a ^ b;
+            }
+            if diff == 0 {
+                found = Some(*role);
+            }
+        }
+        match found {
+            None => Err(StatusCode::UNAUTHORIZED),
+            Some(role) if role.allows(needed) => Ok(()),
+            Some(_) => Err(StatusCode::FORBIDDEN),
+        }
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+fn query_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "token").then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (tokens are usually URL-safe already).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens() -> Tokens {
+        let t = |name: &str, role, secret: &str| Token {
+            name: name.into(),
+            role,
+            secret: secret.into(),
+        };
+        Tokens::new(&[
+            t("bridge", Role::Ingest, "ingest-token-0001"),
+            t("panel", Role::Rep, "rep-token-00000001"),
+            t("boss", Role::Manager, "manager-token-001"),
+            t("ops", Role::Admin, "admin-token-00001"),
+        ])
+    }
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(axum::http::header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn header_or_query_token() {
+        let t = tokens();
+        assert_eq!(
+            t.check(&headers("Bearer ingest-token-0001"), None, Role::Ingest),
+            Ok(())
+        );
+        assert_eq!(
+            t.check(&headers("bearer ingest-token-0001"), None, Role::Ingest),
+            Ok(())
+        );
+        assert_eq!(
+            t.check(
+                &HeaderMap::new(),
+                Some("a=1&token=rep-token-00000001"),
+                Role::Rep
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            t.check(
+                &HeaderMap::new(),
+                Some("token=rep%2Dtoken-00000001"),
+                Role::Rep
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn missing_or_unknown_is_401_wrong_role_is_403() {
+        let t = tokens();
+        assert_eq!(
+            t.check(&HeaderMap::new(), None, Role::Rep),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            t.check(&headers("Bearer nope"), None, Role::Rep),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            t.check(&headers("Basic abc"), None, Role::Rep),
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        assert_eq!(
+            t.check(&headers("Bearer rep-token-00000001"), None, Role::Ingest),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            t.check(&headers("Bearer manager-token-001"), None, Role::Ingest),
+            Err(StatusCode::FORBIDDEN)
+        );
+        assert_eq!(
+            t.check(&headers("Bearer manager-token-001"), None, Role::Rep),
+            Ok(())
+        );
+        assert_eq!(
+            t.check(&headers("Bearer admin-token-00001"), None, Role::Ingest),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn no_tokens_means_open() {
+        assert_eq!(
+            Tokens::default().check(&HeaderMap::new(), None, Role::Admin),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn percent_decoding_is_total() {
+        assert_eq!(percent_decode("a%2Fb+c%"), "a/b c%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+}
