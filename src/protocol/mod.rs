@@ -312,6 +312,29 @@ pub struct CardMsg<'a> {
     pub engine_us: u64,
 }
 
+impl<'a> CardMsg<'a> {
+    /// The card frame for a shown decision.
+    pub fn new(display_id: &'a str, d: &'a crate::session::Decision, engine_us: u64) -> Self {
+        CardMsg {
+            display_id,
+            card_id: &d.card.id,
+            variant: d.variant_id(),
+            title: d.title(),
+            body: d.body(),
+            links: d.links(),
+            category: d.card.category.as_str(),
+            priority: d.card.priority,
+            trigger: TriggerInfo {
+                phrase: &d.phrase,
+                speaker: d.speaker,
+                segment_id: &d.segment_id,
+                t_ms: d.t_ms,
+            },
+            engine_us,
+        }
+    }
+}
+
 /// Server → client messages.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]

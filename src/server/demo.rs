@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::AppState;
 use super::ingest::close;
-use crate::protocol::{self, CardMsg, ClientMsg, ServerMsg, TriggerInfo};
+use crate::protocol::{self, CardMsg, ClientMsg, ServerMsg};
 use crate::session::{CallInfo, Session, SessionLimits, Utterance};
 
 /// The bundled demo calls, embedded so the binary needs no files.
@@ -115,24 +115,8 @@ where
                         .generate()
                         .unwrap_or_else(|_| ulid::Ulid::new())
                         .to_string();
-                    let card = ServerMsg::Card(CardMsg {
-                        display_id: &display_id,
-                        card_id: &d.card.id,
-                        variant: d.variant_id(),
-                        title: d.title(),
-                        body: d.body(),
-                        links: d.links(),
-                        category: d.card.category.as_str(),
-                        priority: d.card.priority,
-                        trigger: TriggerInfo {
-                            phrase: &d.phrase,
-                            speaker: d.speaker,
-                            segment_id: &d.segment_id,
-                            t_ms: d.t_ms,
-                        },
-                        engine_us: decoded_at.elapsed().as_micros() as u64,
-                    })
-                    .to_json();
+                    let engine_us = decoded_at.elapsed().as_micros() as u64;
+                    let card = ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json();
                     if ws.send(Message::text(card)).await.is_err() {
                         return;
                     }

@@ -16,9 +16,7 @@ use tracing::{Span, debug, info};
 
 use super::AppState;
 use super::calls::{Call, JoinError};
-use crate::protocol::{
-    self, CardMsg, ClientMsg, ErrorCode, ServerMsg, Start, Transcript, TriggerInfo,
-};
+use crate::protocol::{self, CardMsg, ClientMsg, ErrorCode, ServerMsg, Start, Transcript};
 use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
 use crate::store::{CallRow, ExposureRow, FeedbackRow, Record, StoreHandle, now_rfc3339};
 
@@ -287,24 +285,7 @@ impl Ingest {
                 .to_string();
             let engine_us = decoded_at.elapsed().as_micros() as u64;
             let frame = d.shown().then(|| {
-                let card = ServerMsg::Card(CardMsg {
-                    display_id: &display_id,
-                    card_id: &d.card.id,
-                    variant: d.variant_id(),
-                    title: d.title(),
-                    body: d.body(),
-                    links: d.links(),
-                    category: d.card.category.as_str(),
-                    priority: d.card.priority,
-                    trigger: TriggerInfo {
-                        phrase: &d.phrase,
-                        speaker: d.speaker,
-                        segment_id: &d.segment_id,
-                        t_ms: d.t_ms,
-                    },
-                    engine_us,
-                });
-                Arc::<str>::from(card.to_json())
+                Arc::<str>::from(ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json())
             });
             let info = live.session.info();
             let row = ExposureRow {
