@@ -502,3 +502,30 @@ async fn the_rep_panel_and_its_assets_are_served_from_the_binary() {
     assert!(get("/assets/nope.js").await.starts_with("HTTP/1.1 404"));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_wait_until_one_closes() {
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let server = TestServer::start(&bundled_cards(), limits).await;
+    let a = connect(&server.url("/v1/calls/c1/cards")).await;
+    let _b = connect(&server.url("/v1/calls/c2/cards")).await;
+    // The third is not accepted while both permits are held.
+    let url = server.url("/v1/calls/c3/cards");
+    let third = tokio::spawn(async move { tokio_tungstenite::connect_async(url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served over the limit"
+    );
+    drop(a);
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a permit frees")
+        .unwrap()
+        .expect("handshake");
+    assert_eq!(next_json(&mut ws).await["type"], "ready");
+    server.shutdown().await;
+}
