@@ -321,6 +321,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             config.limits,
             crate::server::Tokens::new(&config.tokens),
         );
+        if config.watch {
+            if let Err(error) = crate::server::reload::watch(state.clone()) {
+                tracing::warn!(%error, "file watching is off; SIGHUP and POST /v1/admin/reload still reload");
+            }
+        }
+        spawn_sighup_reload(state.clone());
         crate::server::run(listener, state.clone(), shutdown_signal())
             .await
             .context("serve")?;
@@ -332,6 +338,24 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the card library on SIGHUP.
+fn spawn_sighup_reload(state: std::sync::Arc<crate::server::AppState>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the card library");
+            crate::server::reload::reload(&state).await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Resolves on SIGINT or SIGTERM.

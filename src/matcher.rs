@@ -80,6 +80,7 @@ pub struct Matcher {
     automaton: AhoCorasick,
     phrases: Vec<Box<str>>,
     targets: Vec<Vec<Target>>,
+    by_phrase: std::collections::HashMap<Box<str>, PatternId>,
 }
 
 /// The automaton could not be built (only possible for absurdly large libraries).
@@ -132,10 +133,16 @@ impl Matcher {
         let automaton = AhoCorasickBuilder::new()
             .match_kind(MatchKind::Standard)
             .build(&patterns)?;
+        let by_phrase = phrases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as PatternId))
+            .collect();
         Ok(Matcher {
             automaton,
             phrases,
             targets,
+            by_phrase,
         })
     }
 
@@ -153,6 +160,11 @@ impl Matcher {
     /// The normalized phrase of a pattern, without padding (`"price too high"`).
     pub fn phrase(&self, id: PatternId) -> &str {
         self.phrases.get(id as usize).map_or("", |p| p)
+    }
+
+    /// The pattern of a normalized phrase (no padding), if the library has it.
+    pub fn lookup(&self, phrase: &str) -> Option<PatternId> {
+        self.by_phrase.get(phrase).copied()
     }
 
     /// Which cards use a pattern, and how.

@@ -170,6 +170,8 @@ struct Segment {
     patterns: Vec<PatternId>,
     /// Patterns seen in any message of the segment so far (for `unless`).
     seen: Vec<PatternId>,
+    /// The phrases of `seen`, so they survive a reload that renumbers patterns.
+    seen_phrases: Vec<Box<str>>,
     /// Cards already decided in this segment.
     decided: Vec<Arc<str>>,
 }
@@ -250,6 +252,7 @@ impl Session {
             for &p in &seg.patterns {
                 if !seg.seen.contains(&p) {
                     seg.seen.push(p);
+                    seg.seen_phrases.push(matcher.phrase(p).into());
                 }
             }
             seg.speaker = u.speaker;
@@ -452,6 +455,7 @@ impl Session {
             text: String::new(),
             patterns: Vec::new(),
             seen: Vec::new(),
+            seen_phrases: Vec::new(),
             decided: Vec::new(),
         });
         self.segments.len() - 1
@@ -479,13 +483,25 @@ impl Session {
         }
     }
 
-    /// After a reload, pattern ids refer to the old automaton: match the kept text again.
-    /// `seen` keeps only what the latest text holds (earlier partials are gone).
+    /// After a reload, pattern ids refer to the old automaton: match the kept text again,
+    /// and map the phrases seen earlier in each segment to the new patterns.
     fn rematch(&mut self, engine: &Engine) {
+        let matcher = engine.matcher();
         for seg in &mut self.segments {
             seg.patterns.clear();
-            engine.matcher().find(&seg.text, &mut seg.patterns);
-            seg.seen.clone_from(&seg.patterns);
+            matcher.find(&seg.text, &mut seg.patterns);
+            seg.seen = seg
+                .seen_phrases
+                .iter()
+                .filter_map(|p| matcher.lookup(p))
+                .collect();
+            seg.seen_phrases = seg.seen.iter().map(|&p| matcher.phrase(p).into()).collect();
+            for &p in &seg.patterns {
+                if !seg.seen.contains(&p) {
+                    seg.seen.push(p);
+                    seg.seen_phrases.push(matcher.phrase(p).into());
+                }
+            }
         }
         self.generation = engine.generation();
     }

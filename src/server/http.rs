@@ -8,7 +8,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
@@ -34,7 +34,11 @@ pub(super) fn router(state: Arc<AppState>) -> axum::Router {
         .route("/v1/cards", get(cards))
         .route("/v1/cards/status", get(cards_status))
         .route_layer(guard(Role::Manager));
+    let admin = axum::Router::new()
+        .route("/v1/admin/reload", post(admin_reload))
+        .route_layer(guard(Role::Admin));
     public
+        .merge(admin)
         .merge(ingest)
         .merge(rep)
         .merge(manager)
@@ -165,6 +169,18 @@ async fn cards_status(State(state): State<Arc<AppState>>) -> Json<super::LoadSta
             .unwrap_or_else(|p| p.into_inner())
             .clone(),
     )
+}
+
+/// `POST /v1/admin/reload`: 200 with the status when the new library is live, 422 with
+/// it (and the old library still live) when it is invalid.
+async fn admin_reload(State(state): State<Arc<AppState>>) -> Response {
+    let status = super::reload::reload(&state).await;
+    let code = if status.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    (code, Json(status)).into_response()
 }
 
 fn bad_request(message: &str) -> Response {

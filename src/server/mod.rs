@@ -13,6 +13,7 @@ pub mod calls;
 mod demo;
 mod http;
 mod ingest;
+pub mod reload;
 mod subscribe;
 
 use std::future::Future;
@@ -46,6 +47,8 @@ pub struct Stats {
     pub frames_oversized: AtomicU64,
     pub bad_messages: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_error: AtomicU64,
 }
 
 /// The result of the last library load, for `/v1/cards/status`.
@@ -74,6 +77,7 @@ pub struct AppState {
     pub stats: Stats,
     pub status: Mutex<LoadStatus>,
     tokens: Tokens,
+    reload_lock: tokio::sync::Mutex<()>,
     store: Store,
     /// Taken at shutdown so that the writer sees every producer gone and drains.
     store_handle: Mutex<Option<StoreHandle>>,
@@ -107,6 +111,7 @@ impl AppState {
             stats: Stats::default(),
             status: Mutex::new(status),
             tokens,
+            reload_lock: tokio::sync::Mutex::new(()),
             store,
             store_handle: Mutex::new(Some(handle)),
             shutdown: CancellationToken::new(),

@@ -611,3 +611,96 @@ fn per_call_memory_is_bounded() {
         assert!(s.segments.iter().filter(|x| !x.is_final).count() <= 4);
     }
 }
+
+mod reload_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WORDS: &[&str] = &[
+        "price", "too", "high", "acme", "contract", "cancel", "hello", "budget",
+    ];
+
+    fn library_engine() -> Engine {
+        let cards = format!(
+            "{}{}{}",
+            card(
+                "price",
+                50,
+                "  triggers: { any: [price too high, budget] }\n"
+            ),
+            card(
+                "acme",
+                60,
+                "  triggers: { any: [acme], unless: [hello acme] }\n"
+            ),
+            card(
+                "cancel",
+                40,
+                "  triggers: { any: [contract], all: [[cancel]], scope: window, window_seconds: 20 }\n"
+            )
+        );
+        engine(&cards, "min_gap_seconds: 2\nmax_cards_per_call: 8\n")
+    }
+
+    /// Segments of 1..5 messages (partials the ASR may revise, then a final), each a list
+    /// of 1..6 words.
+    fn script() -> impl Strategy<Value = Vec<Vec<Vec<usize>>>> {
+        let message = proptest::collection::vec(0..WORDS.len(), 1..6);
+        proptest::collection::vec(proptest::collection::vec(message, 1..5), 1..12)
+    }
+
+    fn run(script: &[Vec<Vec<usize>>], engines: &[&Engine], swaps: &[bool]) -> Vec<String> {
+        let mut s = Session::new(info(Some("d-1"), &[]), SessionLimits::default());
+        let mut out = Vec::new();
+        let mut step = 0usize;
+        let mut current = 0usize;
+        for (i, messages) in script.iter().enumerate() {
+            let seg = format!("s{i}");
+            for (n, words) in messages.iter().enumerate() {
+                let text: Vec<&str> = words.iter().map(|&w| WORDS[w]).collect();
+                if swaps.get(step).copied().unwrap_or(false) {
+                    current = (current + 1) % engines.len();
+                }
+                step += 1;
+                let u = Utterance {
+                    segment_id: Some(&seg),
+                    speaker: Speaker::Prospect,
+                    text: &text.join(" "),
+                    is_final: n + 1 == messages.len(),
+                    t_ms: (i as u64) * 3000 + n as u64 * 100,
+                };
+                s.on_utterance(engines[current], &u, &mut out);
+            }
+        }
+        out.iter()
+            .map(|d| {
+                format!(
+                    "{} {} {} {}",
+                    d.t_ms,
+                    d.card.id,
+                    d.reason.as_str(),
+                    d.segment_id
+                )
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Swapping in a freshly built engine for the same library at any points of a call
+        /// loses and duplicates no decision.
+        #[test]
+        fn swaps_lose_and_duplicate_nothing(
+            script in script(),
+            swaps in proptest::collection::vec(any::<bool>(), 0..80),
+        ) {
+            let a = library_engine();
+            let b = library_engine();
+            prop_assert_ne!(a.generation(), b.generation());
+            let steady = run(&script, &[&a], &[]);
+            let swapped = run(&script, &[&a, &b], &swaps);
+            prop_assert_eq!(steady, swapped);
+        }
+    }
+}
