@@ -22,6 +22,7 @@ pub(super) fn router(state: Arc<AppState>) -> axum::Router {
         .route("/", get(panel))
         .route("/assets/{name}", get(asset))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz));
     let ingest = axum::Router::new()
         .route("/v1/stream", get(stream))
@@ -110,6 +111,18 @@ async fn asset(Path(name): Path<String>) -> Response {
             .into_response(),
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
     }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let snapshot = state.metrics_snapshot().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        super::metrics::render(&state.metrics, &snapshot),
+    )
+        .into_response()
 }
 
 async fn healthz() -> &'static str {

@@ -85,6 +85,7 @@ where
         let result = match msg {
             Message::Text(text) => conn.on_text(text.as_str(), &mut ws).await,
             Message::Binary(_) => {
+                state.metrics.message("binary");
                 conn.reply_error(
                     &mut ws,
                     ErrorCode::BadMessage,
@@ -139,11 +140,13 @@ impl Ingest {
         let msg = match protocol::decode(text) {
             Ok(m) => m,
             Err(e) => {
+                self.state.metrics.message("invalid");
                 return self
                     .reply_error(ws, ErrorCode::BadMessage, &e.message)
                     .await;
             }
         };
+        self.state.metrics.message(msg.kind());
         match msg {
             ClientMsg::Start(start) => self.on_start(start, ws).await,
             ClientMsg::Transcript(t) => self.on_transcript(&t, decoded_at, ws).await,
@@ -284,6 +287,10 @@ impl Ingest {
                 .unwrap_or_else(|_| ulid::Ulid::new())
                 .to_string();
             let engine_us = decoded_at.elapsed().as_micros() as u64;
+            self.state.metrics.decision(d.reason);
+            if d.shown() {
+                self.state.metrics.latency(engine_us);
+            }
             let frame = d.shown().then(|| {
                 Arc::<str>::from(ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json())
             });

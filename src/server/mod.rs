@@ -13,6 +13,7 @@ pub mod calls;
 mod demo;
 mod http;
 mod ingest;
+pub mod metrics;
 pub mod reload;
 mod subscribe;
 
@@ -75,12 +76,15 @@ pub struct AppState {
     pub calls: Registry,
     pub limits: Limits,
     pub stats: Stats,
+    pub metrics: metrics::Metrics,
     pub status: Mutex<LoadStatus>,
     tokens: Tokens,
     reload_lock: tokio::sync::Mutex<()>,
     store: Store,
     /// Taken at shutdown so that the writer sees every producer gone and drains.
     store_handle: Mutex<Option<StoreHandle>>,
+    /// Queue depth and rows written, without keeping the writer alive.
+    writer_stats: crate::store::WriterStats,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     started: Instant,
@@ -109,10 +113,12 @@ impl AppState {
             ),
             limits,
             stats: Stats::default(),
+            metrics: metrics::Metrics::default(),
             status: Mutex::new(status),
             tokens,
             reload_lock: tokio::sync::Mutex::new(()),
             store,
+            writer_stats: handle.stats(),
             store_handle: Mutex::new(Some(handle)),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -150,6 +156,26 @@ impl AppState {
             .max_write_buffer_size(max.saturating_mul(4).max(64 * 1024))
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
+    }
+
+    /// Current values for `/metrics`.
+    pub async fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        metrics::Snapshot {
+            websockets: load(&self.stats.websockets),
+            http_connections: load(&self.stats.connections),
+            calls_active: self.calls.active_calls() as u64,
+            calls_held: self.calls.len() as u64,
+            store_queue_depth: self.writer_stats.queue_depth() as u64,
+            exposures_written: self.writer_stats.written(),
+            reloads_ok: load(&self.stats.reloads_ok),
+            reloads_error: load(&self.stats.reloads_error),
+            auth_failures: load(&self.stats.auth_failures),
+            subscribers_dropped: load(&self.stats.subscribers_dropped),
+            frames_oversized: load(&self.stats.frames_oversized),
+            bad_messages: load(&self.stats.bad_messages),
+            store_ok: self.store.ping().await.is_ok(),
+        }
     }
 
     pub fn uptime(&self) -> Duration {
