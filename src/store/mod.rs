@@ -30,8 +30,11 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod experiments;
 #[cfg(test)]
 mod tests;
+
+pub use experiments::{ArmCountRow, ExposureGroupRow};
 
 /// The embedded migrations (`migrations/` at the crate root).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -243,8 +246,10 @@ const END_CALL: &str = "UPDATE calls SET ended_at = $1 WHERE call_id = $2";
 const INSERT_FEEDBACK: &str = "INSERT INTO feedback (display_id, ts, action) VALUES ($1, $2, $3) \
      ON CONFLICT (display_id, ts, action) DO NOTHING";
 
+// The amount is bound as text and cast: sqlx's Any driver declares a NULL f64 parameter
+// as float4 on PostgreSQL, which then rejects the next non-NULL f64 in the cached statement.
 const INSERT_OUTCOME: &str = "INSERT INTO outcomes (id, deal_id, outcome, amount, currency, \
-     closed_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     closed_at, received_at) VALUES ($1, $2, $3, CAST($4 AS DOUBLE PRECISION), $5, $6, $7)";
 
 const SELECT_EXPOSURES: &str = "SELECT display_id, ts, call_id, deal_id, rep_id, card_id, \
      experiment_key, variant, CASE WHEN shown THEN 1 ELSE 0 END AS shown, reason, phrase, \
@@ -526,7 +531,7 @@ impl Store {
                 .bind(id.to_string())
                 .bind(&o.deal_id)
                 .bind(&o.outcome)
-                .bind(o.amount)
+                .bind(o.amount.map(|a| a.to_string()))
                 .bind(&o.currency)
                 .bind(&o.closed_at)
                 .bind(&o.received_at)

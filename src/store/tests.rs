@@ -10,6 +10,93 @@ fn db_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("cuedeck.db").display())
 }
 
+/// A fresh, migrated database on one backend.
+struct TestDb {
+    store: Store,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = db_url(dir.path());
+        let store = Store::open(&url).await.expect("open sqlite");
+        TestDb {
+            store,
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A new database in the PostgreSQL server of `CUEDECK_TEST_POSTGRES_URL`. Without it
+    /// the test is skipped with a printed reason — except under `CI=true`, where it fails.
+    async fn postgres() -> Option<TestDb> {
+        let Ok(base) = std::env::var("CUEDECK_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CUEDECK_TEST_POSTGRES_URL must be set under CI=true"
+            );
+            eprintln!("skipped: set CUEDECK_TEST_POSTGRES_URL to run the PostgreSQL store tests");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!("cuedeck_t_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let mut admin = AnyConnection::connect(&base).await.expect("connect to PostgreSQL");
+        // The name is generated here, not input: safe to splice.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        admin.close().await.expect("close");
+        let (prefix, query) = base.split_once('?').map_or((base.as_str(), None), |(p, q)| (p, Some(q)));
+        let server = prefix.rsplit_once('/').map_or(prefix, |(s, _)| s);
+        let url = match query {
+            Some(q) => format!("{server}/{name}?{q}"),
+            None => format!("{server}/{name}"),
+        };
+        let store = Store::open(&url).await.expect("open postgres");
+        Some(TestDb {
+            store,
+            url,
+            _dir: None,
+        })
+    }
+}
+
+/// Runs each named test body on SQLite and on PostgreSQL.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::TestDb::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(db) = super::TestDb::postgres().await {
+                        super::$name(db).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    rows_round_trip_with_nulls_and_bools,
+    outcomes_keep_history,
+    calls_upsert_and_end,
+    writer_writes_every_record_once_under_concurrency,
+    send_after_the_writer_is_gone_is_closed,
+    writer_retries_a_failed_batch_without_losing_it,
+);
+
 fn exposure(display_id: &str, call_id: &str) -> ExposureRow {
     ExposureRow {
         display_id: display_id.to_string(),
@@ -69,10 +156,8 @@ async fn open_creates_file_migrates_twice_and_uses_wal() {
     again.close().await;
 }
 
-#[tokio::test]
-async fn rows_round_trip_with_nulls_and_bools() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&db_url(dir.path())).await.expect("open");
+async fn rows_round_trip_with_nulls_and_bools(db: TestDb) {
+    let store = db.store.clone();
 
     let full = ExposureRow {
         engine_us: 9_000_000_000, // beyond 32 bits
@@ -147,10 +232,8 @@ async fn rows_round_trip_with_nulls_and_bools() {
     assert_eq!(store.feedback(None).await.expect("feedback").len(), 2);
 }
 
-#[tokio::test]
-async fn outcomes_keep_history() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&db_url(dir.path())).await.expect("open");
+async fn outcomes_keep_history(db: TestDb) {
+    let store = db.store.clone();
     let open = OutcomeRow {
         deal_id: "d-9".to_string(),
         outcome: "open".to_string(),
@@ -177,10 +260,8 @@ async fn outcomes_keep_history() {
     assert!(store.outcomes(Some("d-1")).await.expect("read").is_empty());
 }
 
-#[tokio::test]
-async fn calls_upsert_and_end() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&db_url(dir.path())).await.expect("open");
+async fn calls_upsert_and_end(db: TestDb) {
+    let store = db.store.clone();
     let first = CallRow {
         call_id: "c-1".to_string(),
         deal_id: Some("d-9".to_string()),
@@ -231,10 +312,8 @@ async fn calls_upsert_and_end() {
     assert_eq!(store.call("c-404").await.expect("read"), None);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn writer_writes_every_record_once_under_concurrency() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&db_url(dir.path())).await.expect("open");
+async fn writer_writes_every_record_once_under_concurrency(db: TestDb) {
+    let store = db.store.clone();
     let (handle, task) = spawn_writer(store.clone(), 64);
 
     let producers: Vec<_> = (0..5)
@@ -325,10 +404,8 @@ async fn writer_applies_backpressure_while_the_database_is_locked() {
     blocker.close().await.expect("close blocker");
 }
 
-#[tokio::test]
-async fn send_after_the_writer_is_gone_is_closed() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&db_url(dir.path())).await.expect("open");
+async fn send_after_the_writer_is_gone_is_closed(db: TestDb) {
+    let store = db.store.clone();
     let (handle, task) = spawn_writer(store, 4);
     task.join.abort();
     let _ = task.join.await;
@@ -393,11 +470,9 @@ fn now_is_rfc3339_utc_with_millis() {
         .expect("parses as RFC 3339");
 }
 
-#[tokio::test]
-async fn writer_retries_a_failed_batch_without_losing_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = db_url(dir.path());
-    let store = Store::open(&url).await.expect("open");
+async fn writer_retries_a_failed_batch_without_losing_it(db: TestDb) {
+    let url = db.url.clone();
+    let store = db.store.clone();
     // Break the schema from another connection: inserts fail until it is restored.
     let mut admin = AnyConnection::connect(&url).await.expect("admin");
     sqlx::query("ALTER TABLE exposures RENAME TO exposures_away")
