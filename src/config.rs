@@ -440,3 +440,21 @@ mod tests {
         assert!(!Role::Ingest.allows(Role::Rep));
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example file loads and states the defaults.
+    #[test]
+    fn the_example_config_is_valid_and_shows_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuedeck.example.toml");
+        let c = ServeConfig::load(Some(&path), &Overrides::default(), &|_| None).unwrap();
+        let d = ServeConfig::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.cards, d.cards);
+        assert_eq!(c.db, d.db);
+        assert_eq!(c.watch, d.watch);
+        assert_eq!(c.limits, Limits::default());
+    }
+}

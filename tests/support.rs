@@ -43,8 +43,19 @@ impl TestServer {
     }
 
     pub async fn start_with_tokens(cards: &Path, limits: Limits, tokens: Tokens) -> TestServer {
+        TestServer::start_with(cards, limits, tokens, None).await
+    }
+
+    /// A server on the store `db` (default: a new SQLite file in a temporary directory).
+    pub async fn start_with(
+        cards: &Path,
+        limits: Limits,
+        tokens: Tokens,
+        db: Option<String>,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
+        let url =
+            db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cuedeck.db").display()));
         let engine = Engine::new(Library::load_dir(cards).expect("valid cards")).expect("engine");
         let store = Store::open(&url).await.expect("store");
         let (handle, writer) = store::spawn_writer(store.clone(), limits.store_queue);
@@ -208,4 +219,35 @@ pub fn copy_of_bundled_cards() -> tempfile::TempDir {
         }
     }
     dir
+}
+
+/// A new, empty database in the PostgreSQL server of `CUEDECK_TEST_POSTGRES_URL`; returns
+/// its URL. Without the variable: `None` with a printed reason, or a failure under CI=true.
+pub async fn postgres_database() -> Option<String> {
+    use sqlx::Connection;
+    let Ok(base) = std::env::var("CUEDECK_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CUEDECK_TEST_POSTGRES_URL must be set under CI=true"
+        );
+        eprintln!("skipped: set CUEDECK_TEST_POSTGRES_URL to run the PostgreSQL tests");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "cuedeck_it_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let mut admin = sqlx::AnyConnection::connect(&base)
+        .await
+        .expect("connect to PostgreSQL");
+    // The name is generated here, not input.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let _ = admin.close().await;
+    let server = base.split('?').next().unwrap_or(&base);
+    let server = server.rsplit_once('/').map_or(server, |(s, _)| s);
+    Some(format!("{server}/{name}"))
 }

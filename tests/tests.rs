@@ -3,6 +3,8 @@
 //! - `auth`: every route × role over real HTTP; tokens in headers and query parameters.
 //! - `cli`: the `cuedeck` binary as users run it: validate, test, replay (exit codes,
 //!   messages with file:line:col, the demo calls' expected decisions).
+//! - `faults`: the store goes away at run time (PostgreSQL behind a cut proxy); two nodes
+//!   share one PostgreSQL database.
 //! - `metrics`: the Prometheus endpoint counts what a call did.
 //! - `reload`: hot reload by endpoint and file watching; invalid libraries never go live.
 //! - `server`: `serve` on 127.0.0.1:0 with a real SQLite file, driven over real
@@ -12,6 +14,7 @@
 
 mod auth;
 mod cli;
+mod faults;
 mod metrics;
 mod reload;
 mod server;

@@ -15,6 +15,7 @@ use tracing::{Instrument, debug, info_span};
 use super::{AppState, ConnPermit, demo as demo_call, ingest, subscribe};
 use crate::config::Role;
 use crate::protocol::MAX_ID_LEN;
+use crate::protocol::adapters::{Adapter, CallSetup, Format};
 
 pub(super) fn router(state: Arc<AppState>) -> axum::Router {
     let guard = |role| from_fn_with_state((state.clone(), role), require);
@@ -130,13 +131,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(error) => (
+    // The library is loaded before the port is bound; what can fail later is the store.
+    if state.store_ok().await {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let depth = state.metrics_snapshot().await.store_queue_depth;
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("store not writable: {error}\n"),
+            format!("store not writable; {depth} records queued\n"),
         )
-            .into_response(),
+            .into_response()
     }
 }
 
@@ -245,13 +249,17 @@ where
 
 async fn stream(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("").to_string();
-    if let Some(format) = query_param(&query, "format") {
-        if format != "native" {
-            return bad_request(&format!(
-                "unsupported format `{format}`: this server accepts `native`"
-            ));
-        }
-    }
+    // The input adapter (SPEC §3): refused before the upgrade when unknown or misconfigured.
+    let format = match query_param(&query, "format").map(str::parse::<Format>) {
+        None => Format::Native,
+        Some(Ok(format)) => format,
+        Some(Err(e)) => return bad_request(&e.to_string()),
+    };
+    let setup = match CallSetup::from_query(&query) {
+        Ok(setup) => setup,
+        Err(e) => return bad_request(&e),
+    };
+    let adapter = Adapter::new(format, setup);
     let Some(store) = state.store_handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     };
@@ -260,7 +268,7 @@ async fn stream(State(state): State<Arc<AppState>>, req: Request) -> Response {
         &state,
         req,
         info_span!("ingest", call_id = tracing::field::Empty),
-        move |ws| ingest::run(st, ws, store),
+        move |ws| ingest::run(st, ws, store, adapter),
     )
 }
 

@@ -50,6 +50,8 @@ pub struct Stats {
     pub auth_failures: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_error: AtomicU64,
+    /// Provider control messages ignored, unmapped speaker labels.
+    pub adapters: crate::protocol::adapters::AdapterStats,
 }
 
 /// The result of the last library load, for `/v1/cards/status`.
@@ -158,6 +160,14 @@ impl AppState {
             .max_frame_size(Some(max))
     }
 
+    /// Whether the store answers a write within two seconds.
+    pub async fn store_ok(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Current values for `/metrics`.
     pub async fn metrics_snapshot(&self) -> metrics::Snapshot {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -174,7 +184,9 @@ impl AppState {
             subscribers_dropped: load(&self.stats.subscribers_dropped),
             frames_oversized: load(&self.stats.frames_oversized),
             bad_messages: load(&self.stats.bad_messages),
-            store_ok: self.store.ping().await.is_ok(),
+            provider_ignored: self.stats.adapters.ignored(),
+            unmapped_speakers: self.stats.adapters.unmapped_speakers(),
+            store_ok: self.store_ok().await,
         }
     }
 

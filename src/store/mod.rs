@@ -332,7 +332,11 @@ impl Store {
             source,
         };
 
-        let options = AnyPoolOptions::new().max_connections(8);
+        // A bounded wait for a connection: while the database is down, callers (the writer's
+        // retries, /readyz) get an error instead of hanging.
+        let options = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5));
         let options = match backend {
             Backend::Sqlite => {
                 // WAL is a property of the file: set it once, on one connection, before the
