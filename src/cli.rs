@@ -13,10 +13,15 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
 
+use crate::backtest;
 use crate::config::{Overrides, ServeConfig};
+use crate::convert::{self, HvbText};
 use crate::engine::Engine;
 use crate::library::{Library, LibraryError};
-use crate::replay::{self, DecisionLine};
+use crate::protocol::adapters::CallSetup;
+use crate::replay::{DecisionLine, InputFormat};
+
+mod experiments;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,8 +50,21 @@ enum Command {
         #[arg(default_value = "battlecards")]
         dir: PathBuf,
     },
-    /// Replay recorded calls (native JSON lines) in-process: which cards would fire.
+    /// Replay recorded calls in-process: which cards would fire; `--summary` and `--diff`
+    /// backtest a card library over many calls.
     Replay(ReplayArgs),
+    /// Convert a recorded call into a live stream (JSON lines on stdout).
+    Convert(ConvertArgs),
+    /// A/B report per experiment: which card variant wins more deals.
+    Report(experiments::ReportArgs),
+    /// Deal outcomes from the CRM.
+    Outcomes {
+        #[command(subcommand)]
+        command: experiments::OutcomesCommand,
+    },
+    /// Fill a store with a simulated experiment (calls, exposures, outcomes with a known
+    /// true effect) for demos and checks.
+    Simulate(experiments::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,15 +94,85 @@ struct ReplayArgs {
     /// Card directory.
     #[arg(long, default_value = "battlecards")]
     cards: PathBuf,
-    /// Input format of the files.
-    #[arg(long, default_value = "native")]
+    /// Input format: native or a provider's messages as JSON lines, or a Harper Valley
+    /// Bank transcript (hvb).
+    #[arg(long, default_value = "native", value_parser = InputFormat::NAMES)]
     format: String,
-    /// Print one JSON object per decision.
+    /// Which Harper Valley Bank transcript: the ASR output or the human correction.
+    #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
+    text: String,
+    #[command(flatten)]
+    setup: SetupArgs,
+    /// Print JSON: one object per decision (with --diff, per change; with --summary, one
+    /// document).
     #[arg(long)]
     json: bool,
-    /// Recorded calls, one per file.
+    /// Per card over all the calls: fires, fires per 100 calls, calls with a fire, the
+    /// speaker split and examples.
+    #[arg(long)]
+    summary: bool,
+    /// Compare with an older card library: the decisions the change adds and removes.
+    #[arg(long, value_name = "OLD_CARDS_DIR", conflicts_with = "summary")]
+    diff: Option<PathBuf>,
+    /// Recorded calls: files, or directories of *.json, *.jsonl, *.ndjson files.
     #[arg(required = true)]
     files: Vec<PathBuf>,
+}
+
+/// Call set-up for streams that do not begin with a native `start` (SPEC §3).
+#[derive(Debug, Args)]
+struct SetupArgs {
+    /// Call id [default: the file name without its extension]
+    #[arg(long)]
+    call_id: Option<String>,
+    #[arg(long)]
+    deal_id: Option<String>,
+    #[arg(long)]
+    rep_id: Option<String>,
+    /// The provider channel of the rep; every other channel is the prospect.
+    #[arg(long, conflicts_with = "rep_speaker")]
+    rep_channel: Option<String>,
+    /// The provider diarization label of the rep; every other label is the prospect.
+    #[arg(long)]
+    rep_speaker: Option<String>,
+}
+
+impl SetupArgs {
+    fn setup(&self) -> Result<CallSetup, Failure> {
+        let setup = CallSetup {
+            call_id: self.call_id.clone(),
+            deal_id: self.deal_id.clone(),
+            rep_id: self.rep_id.clone(),
+            rep_label: self
+                .rep_channel
+                .clone()
+                .or_else(|| self.rep_speaker.clone()),
+        };
+        setup.check().map_err(|e| anyhow!("{e}"))?;
+        Ok(setup)
+    }
+}
+
+#[derive(Debug, Args)]
+struct ConvertArgs {
+    /// Format of the recorded call.
+    #[arg(long, value_parser = ["hvb"])]
+    from: String,
+    /// Stream format written to stdout.
+    #[arg(long, value_parser = ["deepgram", "native"])]
+    to: String,
+    /// Which Harper Valley Bank transcript: the ASR output or the human correction.
+    #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
+    text: String,
+    /// Call id [default: the file name without its extension]
+    #[arg(long)]
+    call_id: Option<String>,
+    #[arg(long)]
+    deal_id: Option<String>,
+    #[arg(long)]
+    rep_id: Option<String>,
+    /// The recorded call.
+    file: PathBuf,
 }
 
 /// A failure with its exit code.
@@ -123,7 +211,11 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Validate { dir } => validate(&dir),
         Command::Test { dir } => test(&dir),
         Command::Replay(args) => replay_cmd(&args),
+        Command::Convert(args) => convert_cmd(&args),
         Command::Serve(args) => serve(args),
+        Command::Report(args) => experiments::report_cmd(&args),
+        Command::Outcomes { command } => experiments::outcomes_cmd(&command),
+        Command::Simulate(args) => experiments::simulate_cmd(&args),
     }
 }
 
@@ -196,21 +288,26 @@ fn test(dir: &Path) -> Result<ExitCode, Failure> {
 }
 
 fn replay_cmd(args: &ReplayArgs) -> Result<ExitCode, Failure> {
-    if args.format != "native" {
-        return Err(anyhow!(
-            "replay: unsupported format `{}`: supported formats: native",
-            args.format
-        )
-        .into());
-    }
+    let input = backtest::Input {
+        format: args
+            .format
+            .parse()
+            .map_err(|e: String| anyhow!("replay: {e}"))?,
+        setup: args.setup.setup().map_err(|f| f.error.context("replay"))?,
+        text: args
+            .text
+            .parse()
+            .map_err(|e: String| anyhow!("replay: {e}"))?,
+    };
     let engine = engine(&args.cards)?;
+    let files = backtest::expand(&args.files).map_err(|e| anyhow!("replay: {e}"))?;
+    if args.summary || args.diff.is_some() {
+        return backtest_cmd(args, &engine, &files, &input);
+    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    for file in &args.files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("replay: cannot read {}", file.display()))?;
-        let r = replay::replay_native(&engine, &text)
-            .map_err(|e| anyhow!("replay: {}:{}: {}", file.display(), e.line, e.message))?;
+    for file in &files {
+        let r = backtest::replay_file(&engine, file, &input).map_err(|e| anyhow!("replay: {e}"))?;
         let call_id = &r.info.call_id;
         for d in &r.decisions {
             let written = if args.json {
@@ -247,6 +344,75 @@ fn replay_cmd(args: &ReplayArgs) -> Result<ExitCode, Failure> {
         }
     }
     out.flush().context("replay: writing output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `replay --summary` and `replay --diff`.
+fn backtest_cmd(
+    args: &ReplayArgs,
+    engine: &Engine,
+    files: &[PathBuf],
+    input: &backtest::Input,
+) -> Result<ExitCode, Failure> {
+    let runs = backtest::replay_all(engine, files, input).map_err(|e| anyhow!("replay: {e}"))?;
+    let text = if let Some(old_dir) = &args.diff {
+        let old = self::engine(old_dir)?;
+        let old_runs =
+            backtest::replay_all(&old, files, input).map_err(|e| anyhow!("replay: {e}"))?;
+        let diff = backtest::diff(&old_runs, &runs);
+        if args.json {
+            let mut lines = String::new();
+            for c in &diff.changes {
+                lines.push_str(&serde_json::to_string(c).map_err(|e| anyhow!(e))?);
+                lines.push('\n');
+            }
+            lines
+        } else {
+            diff.render()
+        }
+    } else {
+        let summary = backtest::summarize(engine.library(), &runs);
+        if args.json {
+            serde_json::to_string_pretty(&summary).map_err(|e| anyhow!(e))? + "\n"
+        } else {
+            summary.render()
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("replay: writing output")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn convert_cmd(args: &ConvertArgs) -> Result<ExitCode, Failure> {
+    let json = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("convert: cannot read {}", args.file.display()))?;
+    let text: HvbText = args
+        .text
+        .parse()
+        .map_err(|e: String| anyhow!("convert: {e}"))?;
+    let segments = convert::parse_hvb(&json, text)
+        .map_err(|e| anyhow!("convert: {}: {e}", args.file.display()))?;
+    let stem = args
+        .file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned());
+    let setup = CallSetup {
+        call_id: args.call_id.clone().or(stem),
+        deal_id: args.deal_id.clone(),
+        rep_id: args.rep_id.clone(),
+        rep_label: None,
+    };
+    setup.check().map_err(|e| anyhow!("convert: {e}"))?;
+    let lines = match args.to.as_str() {
+        "deepgram" => convert::to_deepgram(&segments, &setup),
+        _ => convert::to_native(&segments, &setup),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(lines.as_bytes())
+        .and_then(|()| out.flush())
+        .context("convert: writing output")?;
     Ok(ExitCode::SUCCESS)
 }
 

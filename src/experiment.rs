@@ -22,23 +22,64 @@ pub fn hash_v2(seed: &str, unit_id: &str) -> f64 {
     f64::from(fnv32a(inner.to_string().as_bytes()) % 10_000) / 10_000.0
 }
 
+/// GrowthBook's hash by version: 1 is the legacy `fnv32a(value + seed) % 1000 / 1000`
+/// (biased; kept for compatibility checks), 2 is [`hash_v2`]; other versions give `None`.
+pub fn hash(seed: &str, value: &str, version: u32) -> Option<f64> {
+    match version {
+        1 => Some(f64::from(fnv32a(format!("{value}{seed}").as_bytes()) % 1000) / 1000.0),
+        2 => Some(hash_v2(seed, value)),
+        _ => None,
+    }
+}
+
+/// GrowthBook's `getBucketRanges`: one `[start, end)` range per variant, each starting at
+/// its cumulative weight and `coverage` (clamped to `0..=1`) of its weight wide. Weights of
+/// the wrong length, or not summing to 1 ± 0.01, fall back to equal weights.
+pub fn bucket_ranges(variants: usize, coverage: f64, weights: Option<&[f64]>) -> Vec<(f64, f64)> {
+    if variants == 0 {
+        return Vec::new();
+    }
+    let coverage = if coverage.is_nan() {
+        1.0
+    } else {
+        coverage.clamp(0.0, 1.0)
+    };
+    let equal = vec![1.0 / variants as f64; variants];
+    let weights = match weights {
+        Some(w) if w.len() == variants && (w.iter().sum::<f64>() - 1.0).abs() <= 0.01 => w,
+        _ => &equal,
+    };
+    let mut start = 0.0;
+    weights
+        .iter()
+        .map(|w| {
+            let range = (start, start + coverage * w);
+            start += w;
+            range
+        })
+        .collect()
+}
+
+/// GrowthBook's `chooseVariation`: the first range with `start <= n < end`, else `None`
+/// (the unit is not in the experiment).
+pub fn choose_variation(n: f64, ranges: &[(f64, f64)]) -> Option<usize> {
+    ranges
+        .iter()
+        .position(|&(start, end)| n >= start && n < end)
+}
+
 /// Maps `n` in `[0, 1)` to the index of the variant whose cumulative weight range holds it.
-/// Weights are normalized by their sum; an empty or non-positive list gives `None`.
+/// Weights are normalized by their sum (full coverage); an empty or non-positive list
+/// gives `None`.
 pub fn choose(n: f64, weights: &[f64]) -> Option<usize> {
     let total: f64 = weights.iter().sum();
     if weights.is_empty() || total <= 0.0 || !total.is_finite() {
         return None;
     }
-    let mut start = 0.0;
-    for (i, w) in weights.iter().enumerate() {
-        let end = start + w / total;
-        if n >= start && n < end {
-            return Some(i);
-        }
-        start = end;
-    }
-    // Rounding can leave the top of the range uncovered: it belongs to the last arm.
-    Some(weights.len() - 1)
+    let normalized: Vec<f64> = weights.iter().map(|w| w / total).collect();
+    choose_variation(n, &bucket_ranges(weights.len(), 1.0, Some(&normalized)))
+        // Rounding can leave the top of the range uncovered: it belongs to the last arm.
+        .or(Some(weights.len() - 1))
 }
 
 /// The variant index a unit gets in an experiment.
@@ -78,6 +119,77 @@ mod tests {
         assert_eq!(choose(0.5, &[1.0, 1.0, 2.0]), Some(2));
         assert_eq!(choose(0.9999, &[1.0, 1.0, 2.0]), Some(2));
         assert_eq!(choose(0.5, &[]), None);
+    }
+
+    #[test]
+    fn growthbook_hash_versions() {
+        // STATS.md §7.1: the legacy version 1 and an unknown version.
+        assert_eq!(hash("", "a", 1), Some(0.22));
+        assert_eq!(hash("b", "a", 1), Some(0.946));
+        assert_eq!(hash("abc", "def", 99), None);
+        assert_eq!(hash("seed", "a", 2), Some(hash_v2("seed", "a")));
+    }
+
+    #[test]
+    fn growthbook_bucket_ranges_and_choose_variation() {
+        // STATS.md §7.1 (`getBucketRange`, `chooseVariation`).
+        let close = |got: Vec<(f64, f64)>, want: &[(f64, f64)]| {
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(
+                    (g.0 - w.0).abs() < 1e-12 && (g.1 - w.1).abs() < 1e-12,
+                    "{got:?}"
+                );
+            }
+        };
+        close(bucket_ranges(2, 1.0, None), &[(0.0, 0.5), (0.5, 1.0)]);
+        close(bucket_ranges(2, 0.5, None), &[(0.0, 0.25), (0.5, 0.75)]);
+        close(
+            bucket_ranges(3, 0.2, Some(&[0.2, 0.3, 0.5])),
+            &[(0.0, 0.04), (0.2, 0.26), (0.5, 0.6)],
+        );
+        close(bucket_ranges(2, -0.2, None), &[(0.0, 0.0), (0.5, 0.5)]);
+        // Weights that do not sum to 1 fall back to equal weights.
+        close(
+            bucket_ranges(2, 1.0, Some(&[0.7, 0.7])),
+            &[(0.0, 0.5), (0.5, 1.0)],
+        );
+        assert_eq!(choose_variation(0.5, &[(0.0, 0.5), (0.5, 1.0)]), Some(1));
+        assert_eq!(choose_variation(0.4, &[(0.0, 0.25), (0.5, 0.75)]), None);
+    }
+
+    #[test]
+    fn assignments_of_two_experiments_are_independent() {
+        // The seed is the experiment key: a deal's arm in one experiment says nothing about
+        // its arm in another. 2x2 contingency table over 10^5 deals, chi-square test of
+        // independence (1 degree of freedom; 10.83 is the 0.001 critical value).
+        let n = 100_000;
+        let mut table = [[0u32; 2]; 2];
+        for i in 0..n {
+            let id = format!("deal-{i}");
+            let a = choose(hash_v2("price-objection-2026q4", &id), &[1.0, 1.0]).unwrap();
+            let b = choose(hash_v2("competitor-acme-2026q4", &id), &[1.0, 1.0]).unwrap();
+            table[a][b] += 1;
+        }
+        let total = f64::from(n);
+        let rows = [0, 1].map(|a| f64::from(table[a][0] + table[a][1]));
+        let cols = [0, 1].map(|b| f64::from(table[0][b] + table[1][b]));
+        let mut chi2 = 0.0;
+        for a in 0..2 {
+            for b in 0..2 {
+                let expected = rows[a] * cols[b] / total;
+                chi2 += (f64::from(table[a][b]) - expected).powi(2) / expected;
+                // Every combination holds about a quarter of the deals.
+                assert!(
+                    (f64::from(table[a][b]) / total - 0.25).abs() < 0.01,
+                    "{table:?}"
+                );
+            }
+        }
+        assert!(
+            chi2 < 10.83,
+            "assignments look correlated: chi2 = {chi2}, {table:?}"
+        );
     }
 
     #[test]

@@ -18,9 +18,12 @@
 //! - [`session`] — the per-call state machine: segments, once-per-segment decisions,
 //!   cooldowns, budgets, the minimum gap, experiment arms. `handle(message) → decisions`.
 //! - [`engine`] — a library and its matcher, built together and swapped as one.
-//! - [`protocol`] — the native WebSocket messages: decoding with precise errors, encoding.
+//! - [`protocol`] — the native WebSocket messages: decoding with precise errors, encoding;
+//!   [`protocol::adapters`] turn each STT provider's live messages into native ones.
 //! - [`examples`] — `cuedeck test`: each card's examples against its triggers.
 //! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
+//! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
+//! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
 //!
 //! IO at the edges:
 //!
@@ -45,18 +48,23 @@
 //! Dependency rule: `library`, `matcher`, `rules`, `experiment` depend on no IO; `session`
 //! depends on them but not on tokio; `server` and `cli` wire things together.
 
+pub mod backtest;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod engine;
 pub mod examples;
 pub mod experiment;
 pub mod library;
 pub mod matcher;
+pub mod outcomes;
 pub mod protocol;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod server;
 pub mod session;
+pub mod simulate;
 pub mod store;
 
 /// Shared state crosses threads: keep these `Send + Sync`.

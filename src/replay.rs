@@ -1,9 +1,14 @@
-//! `cuedeck replay`: runs a recorded call (native JSON lines) through the same
-//! [`Session`] the server uses, with the clock taken from `t_ms`.
+//! `cuedeck replay`: runs a recorded call through the same [`Session`] the server uses,
+//! with the clock taken from `t_ms`. Native JSON lines are read as they are; a provider's
+//! JSON lines go through the same [`Adapter`] as a live `?format=` stream; a Harper Valley
+//! Bank transcript is converted to native lines first ([`crate::convert`]).
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::protocol::adapters::{Adapter, CallSetup, Format};
 use crate::protocol::{self, ClientMsg, Start};
 use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
 
@@ -50,32 +55,89 @@ impl<'a> DecisionLine<'a> {
 pub struct Replayed {
     pub info: CallInfo,
     pub decisions: Vec<Decision>,
+    /// The transcript text each decision was made on (parallel to `decisions`).
+    pub texts: Vec<Arc<str>>,
+    /// Frames (lines) decoded.
     pub messages: usize,
 }
 
-/// Replays one call's JSON lines. Messages without `t_ms` use the previous message's
-/// clock (a recording has no receive times).
-pub fn replay_native(engine: &Engine, text: &str) -> Result<Replayed, ReplayError> {
-    let mut start: Option<Start> = None;
-    let mut session: Option<Session> = None;
-    let mut decisions = Vec::new();
-    let mut messages = 0;
-    let mut clock = 0u64;
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
-            continue;
+/// What `cuedeck replay --format` reads: a live stream format, or a Harper Valley Bank
+/// transcript (replay only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    Stream(Format),
+    Hvb,
+}
+
+impl InputFormat {
+    /// Every name `--format` accepts.
+    pub const NAMES: [&'static str; 7] = [
+        "native",
+        "deepgram",
+        "assemblyai",
+        "aws",
+        "google",
+        "whisperlive",
+        "hvb",
+    ];
+}
+
+impl std::str::FromStr for InputFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<InputFormat, String> {
+        if s == "hvb" {
+            return Ok(InputFormat::Hvb);
         }
-        let err = |message: String| ReplayError {
-            line: line_no,
-            message,
-        };
-        let msg = protocol::decode(line).map_err(|e| err(e.message))?;
-        messages += 1;
+        s.parse::<Format>().map(InputFormat::Stream).map_err(|_| {
+            format!(
+                "unknown format `{s}`, expected one of {}",
+                InputFormat::NAMES.join(", ")
+            )
+        })
+    }
+}
+
+/// Drives one call's native messages through a [`Session`] exactly as the server does,
+/// with the clock taken from `t_ms` (a message without it keeps the previous clock: a
+/// recording has no receive times).
+pub struct Replayer<'e> {
+    engine: &'e Engine,
+    start: Option<Start>,
+    session: Option<Session>,
+    clock: u64,
+    ended: bool,
+    decisions: Vec<Decision>,
+    texts: Vec<Arc<str>>,
+}
+
+impl<'e> Replayer<'e> {
+    pub fn new(engine: &'e Engine) -> Self {
+        Replayer {
+            engine,
+            start: None,
+            session: None,
+            clock: 0,
+            ended: false,
+            decisions: Vec::new(),
+            texts: Vec::new(),
+        }
+    }
+
+    /// `end` was seen: later messages are not part of the call.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Handles one message; the error is what the server would answer with.
+    pub fn message(&mut self, msg: ClientMsg) -> Result<(), String> {
+        if self.ended {
+            return Ok(());
+        }
         match msg {
             ClientMsg::Start(s) => {
-                if start.is_some() {
-                    return Err(err("a second `start` message".into()));
+                if self.start.is_some() {
+                    return Err("a second `start` message".into());
                 }
                 let info = CallInfo {
                     call_id: s.call_id.clone(),
@@ -83,38 +145,87 @@ pub fn replay_native(engine: &Engine, text: &str) -> Result<Replayed, ReplayErro
                     rep_id: s.rep_id.clone(),
                     context: s.call_context(),
                 };
-                session = Some(Session::new(info, SessionLimits::default()));
-                start = Some(s);
+                self.session = Some(Session::new(info, SessionLimits::default()));
+                self.start = Some(s);
             }
             ClientMsg::Transcript(t) => {
-                let (Some(s), Some(session)) = (&start, session.as_mut()) else {
-                    return Err(err("`transcript` before `start`".into()));
+                let (Some(s), Some(session)) = (&self.start, self.session.as_mut()) else {
+                    return Err("`transcript` before `start`".into());
                 };
-                clock = t.t_ms.unwrap_or(clock);
+                self.clock = t.t_ms.unwrap_or(self.clock);
                 let u = Utterance {
                     segment_id: t.segment_id.as_deref(),
                     speaker: protocol::resolve_speaker(&s.speakers, &t),
                     text: &t.text,
                     is_final: t.is_final,
-                    t_ms: clock,
+                    t_ms: self.clock,
                 };
-                session.on_utterance(engine, &u, &mut decisions);
+                let before = self.decisions.len();
+                session.on_utterance(self.engine, &u, &mut self.decisions);
+                if self.decisions.len() > before {
+                    let text: Arc<str> = Arc::from(t.text.as_str());
+                    self.texts
+                        .extend(std::iter::repeat_n(text, self.decisions.len() - before));
+                }
             }
             ClientMsg::Feedback(_) => {}
-            ClientMsg::End(_) => break,
+            ClientMsg::End(_) => self.ended = true,
+        }
+        Ok(())
+    }
+
+    /// The call's decisions; an error when the call never started.
+    pub fn finish(self, messages: usize) -> Result<Replayed, String> {
+        let Some(session) = self.session else {
+            return Err("no `start` message".into());
+        };
+        Ok(Replayed {
+            info: session.info().clone(),
+            decisions: self.decisions,
+            texts: self.texts,
+            messages,
+        })
+    }
+}
+
+/// Replays one call's native JSON lines.
+pub fn replay_native(engine: &Engine, text: &str) -> Result<Replayed, ReplayError> {
+    replay_stream(
+        engine,
+        Adapter::new(Format::Native, CallSetup::default()),
+        text,
+    )
+}
+
+/// Replays one call's JSON lines (one provider or native message per line) through
+/// `adapter`, as the server would receive them. Lines after an `end` are not read.
+pub fn replay_stream(
+    engine: &Engine,
+    mut adapter: Adapter,
+    text: &str,
+) -> Result<Replayed, ReplayError> {
+    let mut replayer = Replayer::new(engine);
+    let mut messages = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| ReplayError {
+            line: i + 1,
+            message,
+        };
+        let out = adapter.decode(line).map_err(|e| err(e.message))?;
+        messages += 1;
+        for msg in out.messages {
+            replayer.message(msg).map_err(err)?;
+        }
+        if replayer.ended() {
+            break;
         }
     }
-    let Some(session) = session else {
-        return Err(ReplayError {
-            line: 1,
-            message: "no `start` message".into(),
-        });
-    };
-    Ok(Replayed {
-        info: session.info().clone(),
-        decisions,
-        messages,
-    })
+    replayer
+        .finish(messages)
+        .map_err(|message| ReplayError { line: 1, message })
 }
 
 #[cfg(test)]

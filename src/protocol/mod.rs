@@ -5,6 +5,8 @@
 //! unknown fields rejected, so an error names the field and its line and column
 //! (`line 1 column 17: unknown field \`txt\`, expected one of …`).
 
+pub mod adapters;
+
 use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;

@@ -16,6 +16,7 @@ use tracing::{Span, debug, info};
 
 use super::AppState;
 use super::calls::{Call, JoinError};
+use crate::protocol::adapters::Adapter;
 use crate::protocol::{self, CardMsg, ClientMsg, ErrorCode, ServerMsg, Start, Transcript};
 use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
 use crate::store::{CallRow, ExposureRow, FeedbackRow, Record, StoreHandle, now_rfc3339};
@@ -44,10 +45,12 @@ struct Ingest {
     decisions: Vec<Decision>,
     /// Monotonic within a millisecond, so display ids sort in decision order.
     ids: ulid::Generator,
+    /// The `?format=` input adapter: each text frame → native messages.
+    adapter: Adapter,
 }
 
 /// Runs one ingest connection to its end.
-pub(super) async fn run<S>(state: Arc<AppState>, mut ws: S, store: StoreHandle)
+pub(super) async fn run<S>(state: Arc<AppState>, mut ws: S, store: StoreHandle, adapter: Adapter)
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
@@ -61,6 +64,7 @@ where
         ended: false,
         decisions: Vec::new(),
         ids: ulid::Generator::new(),
+        adapter,
     };
     let close_frame = loop {
         let next = tokio::select! {
@@ -137,16 +141,37 @@ impl Ingest {
         S: Sink<Message, Error = WsError> + Unpin,
     {
         let decoded_at = Instant::now();
-        let msg = match protocol::decode(text) {
-            Ok(m) => m,
+        let out = match self.adapter.decode(text) {
+            Ok(out) => out,
             Err(e) => {
                 self.state.metrics.message("invalid");
-                return self
-                    .reply_error(ws, ErrorCode::BadMessage, &e.message)
-                    .await;
+                return self.reply_error(ws, e.code, &e.message).await;
             }
         };
-        self.state.metrics.message(msg.kind());
+        self.state.metrics.message(out.kind());
+        self.state.stats.adapters.record(&out);
+        if out.ignored() {
+            self.errors_in_a_row = 0; // a provider control message: accepted
+        }
+        for msg in out.messages {
+            let is_start = matches!(msg, ClientMsg::Start(_));
+            self.on_message(msg, decoded_at, ws).await?;
+            if is_start && self.live.is_none() {
+                break; // the start was refused: the rest of the frame has no call
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_message<S>(
+        &mut self,
+        msg: ClientMsg,
+        decoded_at: Instant,
+        ws: &mut S,
+    ) -> Result<(), WsError>
+    where
+        S: Sink<Message, Error = WsError> + Unpin,
+    {
         match msg {
             ClientMsg::Start(start) => self.on_start(start, ws).await,
             ClientMsg::Transcript(t) => self.on_transcript(&t, decoded_at, ws).await,

@@ -29,6 +29,7 @@ pub const MESSAGE_KINDS: &[&str] = &[
     "TranscriptEvent",
     "StreamingRecognizeResponse",
     "segments",
+    "status",
     "other",
 ];
 
@@ -121,6 +122,8 @@ pub struct Snapshot {
     pub subscribers_dropped: u64,
     pub frames_oversized: u64,
     pub bad_messages: u64,
+    pub provider_ignored: u64,
+    pub unmapped_speakers: u64,
     pub store_ok: bool,
 }
 
@@ -281,6 +284,20 @@ pub fn render(m: &Metrics, s: &Snapshot) -> String {
         "counter",
         "Messages answered with an error frame.",
         s.bad_messages,
+    );
+    single(
+        &mut out,
+        "cuedeck_provider_messages_ignored_total",
+        "counter",
+        "Provider messages accepted and ignored (control messages, empty results).",
+        s.provider_ignored,
+    );
+    single(
+        &mut out,
+        "cuedeck_unmapped_speakers_total",
+        "counter",
+        "Provider transcripts whose speaker label was not mapped (sent as prospect).",
+        s.unmapped_speakers,
     );
     out
 }

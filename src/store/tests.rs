@@ -42,14 +42,18 @@ impl TestDb {
         };
         sqlx::any::install_default_drivers();
         let name = format!("cuedeck_t_{}", ulid::Ulid::new().to_string().to_lowercase());
-        let mut admin = AnyConnection::connect(&base).await.expect("connect to PostgreSQL");
+        let mut admin = AnyConnection::connect(&base)
+            .await
+            .expect("connect to PostgreSQL");
         // The name is generated here, not input: safe to splice.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
             .expect("create test database");
         admin.close().await.expect("close");
-        let (prefix, query) = base.split_once('?').map_or((base.as_str(), None), |(p, q)| (p, Some(q)));
+        let (prefix, query) = base
+            .split_once('?')
+            .map_or((base.as_str(), None), |(p, q)| (p, Some(q)));
         let server = prefix.rsplit_once('/').map_or(prefix, |(s, _)| s);
         let url = match query {
             Some(q) => format!("{server}/{name}?{q}"),

@@ -1,0 +1,123 @@
+//! Read API for experiment reports: exposures grouped by unit and variant, the latest
+//! outcome of every deal in an experiment, and exposure counts per experiment. Same
+//! portable SQL on SQLite and PostgreSQL (`$N` placeholders, `COUNT(DISTINCT …)`,
+//! correlated subqueries rather than window functions).
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{OutcomeRow, Store, StoreError, outcome_from_row, query_err};
+
+/// One experiment's exposures of one (deal, rep, variant): when the first was and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExposureGroupRow {
+    pub deal_id: Option<String>,
+    pub rep_id: Option<String>,
+    pub variant: Option<String>,
+    /// The earliest `ts` (RFC 3339 UTC).
+    pub first_ts: String,
+    pub exposures: i64,
+}
+
+/// Exposure counts of one experiment arm, for `GET /v1/experiments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArmCountRow {
+    pub experiment_key: String,
+    pub variant: Option<String>,
+    pub exposures: i64,
+    /// Distinct deal ids (the units of `unit: deal` experiments).
+    pub deals: i64,
+    /// Distinct rep ids (the units of `unit: rep` experiments).
+    pub reps: i64,
+    pub first_ts: String,
+    pub last_ts: String,
+}
+
+const SELECT_EXPOSURE_GROUPS: &str = "SELECT deal_id, rep_id, variant, MIN(ts) AS first_ts, \
+     COUNT(*) AS exposures FROM exposures WHERE experiment_key = $1 AND ts < $2 \
+     GROUP BY deal_id, rep_id, variant";
+
+/// The latest row (by `received_at`, then insertion id) of every deal exposed in the
+/// experiment.
+const SELECT_LATEST_OUTCOMES: &str = "SELECT o.deal_id, o.outcome, o.amount, o.currency, \
+     o.closed_at, o.received_at FROM outcomes o \
+     WHERE o.deal_id IN (SELECT deal_id FROM exposures WHERE experiment_key = $1) \
+     AND o.id = (SELECT o2.id FROM outcomes o2 WHERE o2.deal_id = o.deal_id \
+     ORDER BY o2.received_at DESC, o2.id DESC LIMIT 1)";
+
+const SELECT_ARM_COUNTS: &str = "SELECT experiment_key, variant, COUNT(*) AS exposures, \
+     COUNT(DISTINCT deal_id) AS deals, COUNT(DISTINCT rep_id) AS reps, MIN(ts) AS first_ts, \
+     MAX(ts) AS last_ts FROM exposures WHERE experiment_key IS NOT NULL \
+     GROUP BY experiment_key, variant ORDER BY experiment_key, variant";
+
+fn group_from_row(row: &AnyRow) -> Result<ExposureGroupRow, sqlx::Error> {
+    Ok(ExposureGroupRow {
+        deal_id: row.try_get("deal_id")?,
+        rep_id: row.try_get("rep_id")?,
+        variant: row.try_get("variant")?,
+        first_ts: row.try_get("first_ts")?,
+        exposures: row.try_get("exposures")?,
+    })
+}
+
+fn arm_count_from_row(row: &AnyRow) -> Result<ArmCountRow, sqlx::Error> {
+    Ok(ArmCountRow {
+        experiment_key: row.try_get("experiment_key")?,
+        variant: row.try_get("variant")?,
+        exposures: row.try_get("exposures")?,
+        deals: row.try_get("deals")?,
+        reps: row.try_get("reps")?,
+        first_ts: row.try_get("first_ts")?,
+        last_ts: row.try_get("last_ts")?,
+    })
+}
+
+impl Store {
+    /// The experiment's exposures with `ts < before` (an RFC 3339 UTC bound, compared as
+    /// text), grouped by deal, rep and variant.
+    pub async fn exposure_groups(
+        &self,
+        experiment_key: &str,
+        before: &str,
+    ) -> Result<Vec<ExposureGroupRow>, StoreError> {
+        let rows = sqlx::query(SELECT_EXPOSURE_GROUPS)
+            .bind(experiment_key)
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("exposure groups read"))?;
+        rows.iter()
+            .map(group_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(query_err("exposure groups read"))
+    }
+
+    /// The current (latest) outcome of every deal exposed in the experiment.
+    pub async fn latest_outcomes(
+        &self,
+        experiment_key: &str,
+    ) -> Result<Vec<OutcomeRow>, StoreError> {
+        let rows = sqlx::query(SELECT_LATEST_OUTCOMES)
+            .bind(experiment_key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("latest outcomes read"))?;
+        rows.iter()
+            .map(outcome_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(query_err("latest outcomes read"))
+    }
+
+    /// Exposure counts per experiment and variant, ordered by key and variant.
+    pub async fn arm_counts(&self) -> Result<Vec<ArmCountRow>, StoreError> {
+        let rows = sqlx::query(SELECT_ARM_COUNTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(query_err("experiment counts read"))?;
+        rows.iter()
+            .map(arm_count_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(query_err("experiment counts read"))
+    }
+}
