@@ -1,6 +1,12 @@
 //! Integration tests, one binary. Table of contents:
 //!
+//! - `adapters`: STT provider formats: per-adapter conformance on real and documented
+//!   messages, a property test (any provider stream of the same words fires the native
+//!   cards), the Harper Valley Bank call as a Deepgram stream over a real WebSocket, and
+//!   `replay --format/--summary/--diff`, `convert`.
 //! - `auth`: every route × role over real HTTP; tokens in headers and query parameters.
+//! - `browser`: the rep panel in a real Chromium: cards on screen, feedback stored, the
+//!   demo call with its transcript.
 //! - `cli`: the `cuedeck` binary as users run it: validate, test, replay (exit codes,
 //!   messages with file:line:col, the demo calls' expected decisions).
 //! - `faults`: the store goes away at run time (PostgreSQL behind a cut proxy); two nodes
@@ -12,7 +18,9 @@
 //!   limits, slow subscribers, graceful shutdown with every exposure stored.
 //! - `support`: shared helpers (starting a server, WebSocket clients).
 
+mod adapters;
 mod auth;
+mod browser;
 mod cli;
 mod faults;
 mod metrics;

@@ -3,6 +3,11 @@
 // or through the small markdown subset below, never as raw HTML.
 "use strict";
 
+// Uncaught errors are kept for the page's own tests (and visible in the console).
+window.__cuedeckErrors = [];
+window.addEventListener("error", (e) => window.__cuedeckErrors.push(String(e.message)));
+window.addEventListener("unhandledrejection", (e) => window.__cuedeckErrors.push(String(e.reason)));
+
 const $ = (id) => document.getElementById(id);
 const state = {
   ws: null, mode: null, callId: null, maxVisible: 3, retry: 0, retryTimer: null,

@@ -1,0 +1,272 @@
+//! The pages in a real browser: Debian's Chromium driven through chromedriver.
+//! Without chromedriver these tests are skipped with a printed reason — except under
+//! `CI=true`, where they fail.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cuedeck::config::Limits;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::support::*;
+
+/// A chromedriver process, killed on drop.
+pub struct Driver {
+    child: Child,
+    pub url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(cmd: &str) -> Option<String> {
+    ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"]
+        .iter()
+        .map(|d| format!("{d}/{cmd}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+/// Starts chromedriver, or returns `None` (skip) when it is not installed.
+pub async fn driver() -> Option<(Driver, Client)> {
+    let Some(chromedriver) = find("chromedriver") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromedriver is required under CI=true (apt-get install chromium chromium-driver)"
+        );
+        eprintln!("skipped: chromedriver not found (apt-get install chromium chromium-driver)");
+        return None;
+    };
+    let port = StdListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let profile = tempfile::tempdir().expect("profile dir");
+    let d = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _profile: profile,
+    };
+    let mut caps = serde_json::Map::new();
+    let mut args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        "--window-size=1280,900".into(),
+    ];
+    args.push(format!("--user-data-dir={}", d._profile.path().display()));
+    let mut options = json!({ "args": args });
+    if let Some(bin) = find("chromium") {
+        options["binary"] = json!(bin);
+    }
+    caps.insert("goog:chromeOptions".into(), options);
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&d.url)
+            .await
+        {
+            Ok(client) => return Some((d, client)),
+            Err(e) if Instant::now() > deadline => panic!("chromedriver did not start: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Waits for an element, up to `secs` seconds.
+async fn wait_for(c: &Client, css: &str, secs: u64) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(secs))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} within {secs} s: {e}"))
+}
+
+async fn no_js_errors(c: &Client) {
+    let errors = c
+        .execute("return window.__cuedeckErrors;", vec![])
+        .await
+        .expect("read errors");
+    assert_eq!(errors, json!([]), "JavaScript errors on the page");
+}
+
+async fn save_screenshot(c: &Client, name: &str) {
+    // Regenerate the README's screenshots with CUEDECK_SCREENSHOTS=1.
+    if std::env::var("CUEDECK_SCREENSHOTS").as_deref() == Ok("1") {
+        let png = c.screenshot().await.expect("screenshot");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(name), png).expect("write screenshot");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rep_panel_shows_cards_and_sends_feedback() {
+    let Some((_driver, c)) = driver().await else {
+        return;
+    };
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    c.goto(&format!("http://{}/?call=c-browser", server.addr))
+        .await
+        .expect("open panel");
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::XPath("//*[@id='status'][contains(., 'live')]"))
+        .await
+        .expect("panel connects");
+
+    let mut ingest = connect(&server.url("/v1/stream")).await;
+    send(
+        &mut ingest,
+        r#"{"type":"start","call_id":"c-browser","deal_id":"d-b"}"#,
+    )
+    .await;
+    next_json(&mut ingest).await;
+    let sent = Instant::now();
+    send(
+        &mut ingest,
+        r#"{"type":"transcript","segment_id":"s1","speaker":"prospect","text":"we are also looking at Acme <b>right</b> now","is_final":false,"t_ms":1000}"#,
+    )
+    .await;
+    let card = next_json(&mut ingest).await;
+    assert_eq!(card["card_id"], "competitor-acme");
+    let el = wait_for(&c, "li.card[data-card-id='competitor-acme']", 2).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "card on screen within 2 s"
+    );
+    let title = el
+        .find(Locator::Css("h3"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(title, card["title"].as_str().unwrap());
+    // The body is rendered from the markdown subset: bold, lists, no raw HTML.
+    assert!(el.find(Locator::Css(".body strong")).await.is_ok());
+    let links = el
+        .find_all(Locator::Css("ul a[target='_blank']"))
+        .await
+        .unwrap();
+    assert!(!links.is_empty());
+    assert_eq!(
+        links[0].attr("rel").await.unwrap().as_deref(),
+        Some("noopener noreferrer")
+    );
+
+    // Feedback buttons reach the store.
+    el.find(Locator::Css("button[data-action='useful']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let display_id = card["display_id"].as_str().unwrap().to_string();
+    let mut actions = Vec::new();
+    for _ in 0..50 {
+        actions = server
+            .store
+            .feedback(Some(&display_id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| f.action)
+            .collect();
+        if !actions.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(actions, ["useful"]);
+
+    // Esc dismisses the top card: it moves to the history and `dismissed` is stored.
+    c.execute(
+        "document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape'}));",
+        vec![],
+    )
+    .await
+    .unwrap();
+    wait_for(&c, "#history-box:not([hidden]) #history li", 2).await;
+    assert!(c.find(Locator::Css("#cards li.card")).await.is_err());
+    let mut stored = Vec::new();
+    for _ in 0..50 {
+        stored = server.store.feedback(Some(&display_id)).await.unwrap();
+        if stored.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let actions: Vec<&str> = stored.iter().map(|f| f.action.as_str()).collect();
+    assert!(actions.contains(&"dismissed"), "{actions:?}");
+    no_js_errors(&c).await;
+    c.close().await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_call_plays_with_transcript_and_highlighted_phrases() {
+    let Some((_driver, c)) = driver().await else {
+        return;
+    };
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    c.goto(&format!("http://{}/?demo&speed=40", server.addr))
+        .await
+        .expect("open panel");
+    wait_for(&c, "#transcript li", 5).await;
+    wait_for(&c, "li.card", 10).await;
+    wait_for(&c, "#transcript mark", 5).await;
+    // At most max_visible (3) cards on screen; the rest collapse into the history.
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::XPath(
+            "//*[@id='status'][contains(., 'demo finished')]",
+        ))
+        .await
+        .expect("demo finishes");
+    let visible = c.find_all(Locator::Css("#cards li.card")).await.unwrap();
+    assert_eq!(visible.len(), 3);
+    let history = c.find_all(Locator::Css("#history li")).await.unwrap();
+    assert_eq!(history.len(), 6, "9 cards in the new-deal demo");
+    let marks = c.find_all(Locator::Css("#transcript mark")).await.unwrap();
+    assert!(
+        marks.len() >= 9,
+        "each triggering phrase is highlighted: {}",
+        marks.len()
+    );
+    let badge = c
+        .find(Locator::Css("li.card .latency"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        badge.starts_with("engine ") && badge.contains("µs"),
+        "{badge}"
+    );
+    no_js_errors(&c).await;
+    save_screenshot(&c, "rep-panel-demo.png").await;
+    c.close().await.unwrap();
+    server.shutdown().await;
+}
