@@ -9,6 +9,10 @@
 //!   demo call with its transcript.
 //! - `cli`: the `cuedeck` binary as users run it: validate, test, replay (exit codes,
 //!   messages with file:line:col, the demo calls' expected decisions).
+//! - `experiments`: A/B end to end: 300 deals streamed over real WebSockets, outcomes by
+//!   webhook, the JSON report counting exactly what was streamed and posted; outcomes
+//!   import, `report` and `simulate` as users run them; the report recovers the
+//!   simulator's true effect.
 //! - `faults`: the store goes away at run time (PostgreSQL behind a cut proxy); two nodes
 //!   share one PostgreSQL database.
 //! - `metrics`: the Prometheus endpoint counts what a call did.
@@ -16,14 +20,17 @@
 //! - `server`: `serve` on 127.0.0.1:0 with a real SQLite file, driven over real
 //!   WebSockets: cards on the ingest and subscriber sockets, error frames, size and error
 //!   limits, slow subscribers, graceful shutdown with every exposure stored.
+//! - `signals`: the serve binary under SIGTERM (with 20 live calls) and SIGHUP.
 //! - `support`: shared helpers (starting a server, WebSocket clients).
 
 mod adapters;
 mod auth;
 mod browser;
 mod cli;
+mod experiments;
 mod faults;
 mod metrics;
 mod reload;
 mod server;
+mod signals;
 mod support;
