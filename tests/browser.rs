@@ -270,3 +270,118 @@ async fn demo_call_plays_with_transcript_and_highlighted_phrases() {
     c.close().await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_the_numbers_of_the_json_report() {
+    let Some((_driver, c)) = driver().await else {
+        return;
+    };
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    // A simulated experiment in the server's own store, plus one live call with a card.
+    let engine = server.state.engine.load_full();
+    let params = cuedeck::simulate::SimParams::new(600, 0.2, 7);
+    cuedeck::simulate::run(&server.store, &engine, &params)
+        .await
+        .expect("simulate");
+    let mut ingest = connect(&server.url("/v1/stream")).await;
+    send(&mut ingest, r#"{"type":"start","call_id":"c-dash"}"#).await;
+    next_json(&mut ingest).await;
+    send(
+        &mut ingest,
+        r#"{"type":"transcript","segment_id":"s1","speaker":"prospect","text":"we are also looking at acme","is_final":true}"#,
+    )
+    .await;
+    assert_eq!(next_json(&mut ingest).await["card_id"], "competitor-acme");
+
+    let key = "price-objection-2026q4";
+    let (code, body) = http_request(
+        server.addr,
+        "GET",
+        &format!("/v1/experiments/{key}/report"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+
+    c.goto(&format!("http://{}/dashboard", server.addr))
+        .await
+        .expect("open dashboard");
+    wait_for(
+        &c,
+        &format!("article.experiment[data-key='{key}'] table.report"),
+        10,
+    )
+    .await;
+    let article = wait_for(&c, &format!("article.experiment[data-key='{key}']"), 1).await;
+    for v in report["variants"].as_array().unwrap() {
+        let id = v["id"].as_str().unwrap();
+        let row = article
+            .find(Locator::Css(&format!("tr[data-variant='{id}']")))
+            .await
+            .unwrap_or_else(|_| panic!("row for {id}"));
+        let cells: Vec<String> = {
+            let mut out = Vec::new();
+            for td in row.find_all(Locator::Css("td")).await.unwrap() {
+                out.push(td.text().await.unwrap());
+            }
+            out
+        };
+        assert_eq!(cells[0], v["units"].to_string(), "{id} units");
+        assert_eq!(cells[1], v["closed"].to_string(), "{id} closed");
+        assert_eq!(cells[2], v["won"].to_string(), "{id} won");
+        let rate = v["win_rate"].as_f64().map(|r| format!("{:.1}%", r * 100.0));
+        assert_eq!(Some(cells[3].clone()), rate, "{id} win rate");
+    }
+    // The forest plot is an SVG from the server.
+    let img = article.find(Locator::Css("img.forest")).await.unwrap();
+    let loaded = c
+        .execute(
+            "return document.querySelector('img.forest').naturalWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(loaded.as_u64().unwrap_or(0) > 0, "forest plot loaded");
+    assert!(img.attr("alt").await.unwrap().is_some());
+    // Library and live sections.
+    let version = c
+        .find(Locator::Id("lib-version"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(version.starts_with("sha256:"));
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::XPath(
+            "//table[@id='top-cards']//td[.='competitor-acme']",
+        ))
+        .await
+        .expect("the live call's card in the top cards");
+    assert_eq!(
+        c.find(Locator::Id("live-calls"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "1"
+    );
+    no_js_errors(&c).await;
+    save_screenshot(&c, "dashboard.png").await;
+    // A phone-width layout has no horizontal page scroll.
+    c.set_window_size(390, 844).await.unwrap();
+    let overflow = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow, json!(true), "the page fits a phone width");
+    c.close().await.unwrap();
+    server.shutdown().await;
+}

@@ -26,6 +26,7 @@
 pub mod assemble;
 pub mod render;
 pub mod stats;
+pub mod svg;
 
 use serde::Serialize;
 

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
-use super::{AppState, ConnPermit, demo as demo_call, ingest, subscribe};
+use super::{AppState, ConnPermit, demo as demo_call, experiments, ingest, subscribe};
 use crate::config::Role;
 use crate::protocol::MAX_ID_LEN;
 use crate::protocol::adapters::{Adapter, CallSetup, Format};
@@ -21,6 +21,7 @@ pub(super) fn router(state: Arc<AppState>) -> axum::Router {
     let guard = |role| from_fn_with_state((state.clone(), role), require);
     let public = axum::Router::new()
         .route("/", get(panel))
+        .route("/dashboard", get(dashboard))
         .route("/assets/{name}", get(asset))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -35,9 +36,13 @@ pub(super) fn router(state: Arc<AppState>) -> axum::Router {
     let manager = axum::Router::new()
         .route("/v1/cards", get(cards))
         .route("/v1/cards/status", get(cards_status))
+        .route("/v1/live", get(live))
+        .route("/v1/experiments", get(experiments::list))
+        .route("/v1/experiments/{key}/report", get(experiments::report))
         .route_layer(guard(Role::Manager));
     let admin = axum::Router::new()
         .route("/v1/admin/reload", post(admin_reload))
+        .route("/v1/outcomes", post(experiments::post_outcomes))
         .route_layer(guard(Role::Admin));
     public
         .merge(admin)
@@ -75,7 +80,18 @@ async fn require(
 }
 
 const PANEL_HTML: &str = include_str!("../web/panel.html");
+const DASHBOARD_HTML: &str = include_str!("../web/dashboard.html");
 const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/dashboard.js"),
+    ),
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/dashboard.css"),
+    ),
     (
         "panel.js",
         "text/javascript; charset=utf-8",
@@ -98,6 +114,42 @@ async fn panel() -> Response {
         PANEL_HTML,
     )
         .into_response()
+}
+
+/// The manager dashboard: a static shell holding no data.
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        DASHBOARD_HTML,
+    )
+        .into_response()
+}
+
+/// `GET /v1/live`: live calls and the last hour's decisions, for the dashboard.
+async fn live(State(state): State<Arc<AppState>>) -> Response {
+    let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let since = since
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    match state.store().live_summary(&since).await {
+        Ok(summary) => Json(json!({
+            "calls_active": state.calls.active_calls(),
+            "since": since,
+            "shown_per_minute": summary.shown_per_minute,
+            "top_cards": summary.top_cards,
+            "by_reason": summary.by_reason,
+            "calls": summary.calls,
+        }))
+        .into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": format!("store: {error}") })),
+        )
+            .into_response(),
+    }
 }
 
 async fn asset(Path(name): Path<String>) -> Response {

@@ -30,11 +30,15 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod bulk;
 mod experiments;
+mod live;
 #[cfg(test)]
 mod tests;
 
+pub use bulk::FinishedCall;
 pub use experiments::{ArmCountRow, ExposureGroupRow};
+pub use live::LiveSummary;
 
 /// The embedded migrations (`migrations/` at the crate root).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -1,0 +1,232 @@
+//! The lift forest plot as SVG, rendered here so the dashboard needs no chart library: one
+//! row per treatment arm, the relative lift as a dot, its 95% interval as a line, the
+//! always-valid (sequential) interval as a lighter band, and zero marked.
+
+use std::fmt::Write;
+
+use super::Report;
+
+const WIDTH: f64 = 640.0;
+const LEFT: f64 = 150.0;
+const RIGHT: f64 = 30.0;
+const ROW: f64 = 34.0;
+const TOP: f64 = 28.0;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The forest plot of every treatment arm's relative lift against the baseline.
+pub fn forest(report: &Report) -> String {
+    let arms: Vec<_> = report
+        .variants
+        .iter()
+        .filter_map(|v| v.vs_control.as_ref().map(|vs| (v, vs)))
+        .collect();
+    // The axis covers every finite bound, and zero.
+    let mut lo: f64 = 0.0;
+    let mut hi: f64 = 0.0;
+    for (_, vs) in &arms {
+        for x in [vs.rel_ci, vs.seq_ci].into_iter().flatten().flatten() {
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
+        }
+        if let Some(x) = vs.rel_lift.filter(|x| x.is_finite()) {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+    }
+    if hi - lo < 0.02 {
+        lo -= 0.1;
+        hi += 0.1;
+    }
+    let pad = (hi - lo) * 0.05;
+    let (lo, hi) = (lo - pad, hi + pad);
+    let plot = WIDTH - LEFT - RIGHT;
+    let x = |v: f64| LEFT + (v.clamp(lo, hi) - lo) / (hi - lo) * plot;
+    let height = TOP + ROW * arms.len().max(1) as f64 + 30.0;
+
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img" aria-label="Relative lift against {base} with 95% intervals" font-family="system-ui, sans-serif" font-size="12">"##,
+        base = escape(&report.baseline)
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{LEFT}" y="16" fill="#5b6576">Relative lift vs {} (dot), 95% CI (line), always-valid CI (band)</text>"##,
+        escape(&report.baseline)
+    );
+    let zero = x(0.0);
+    let bottom = height - 24.0;
+    let _ = write!(
+        s,
+        r##"<line x1="{zero:.1}" y1="{TOP}" x2="{zero:.1}" y2="{bottom:.1}" stroke="#8a93a3" stroke-dasharray="4 3"/>"##
+    );
+    for (i, (v, vs)) in arms.iter().enumerate() {
+        let y = TOP + ROW * i as f64 + ROW / 2.0;
+        let _ = write!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#1c2330">{}</text>"##,
+            LEFT - 10.0,
+            y + 4.0,
+            escape(&v.id)
+        );
+        if let Some([a, b]) = vs.seq_ci {
+            let (a, b) = (x(a), x(b));
+            let _ = write!(
+                s,
+                r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="10" fill="#0b57d0" fill-opacity="0.15"/>"##,
+                y - 5.0,
+                (b - a).max(0.5)
+            );
+        }
+        if let Some([a, b]) = vs.rel_ci {
+            let _ = write!(
+                s,
+                r##"<line class="ci" x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#0b57d0" stroke-width="2"/>"##,
+                x(a),
+                x(b)
+            );
+        }
+        match vs.rel_lift {
+            Some(l) => {
+                let color = if l >= 0.0 { "#1b6e2e" } else { "#b3261e" };
+                let _ = write!(
+                    s,
+                    r##"<circle class="lift" cx="{:.1}" cy="{y:.1}" r="5" fill="{color}"><title>{}: {:+.1}%</title></circle>"##,
+                    x(l),
+                    escape(&v.id),
+                    l * 100.0
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    r##"<text x="{:.1}" y="{:.1}" fill="#5b6576">no data yet</text>"##,
+                    zero + 6.0,
+                    y + 4.0
+                );
+            }
+        }
+    }
+    for tick in [lo + pad, 0.0, hi - pad] {
+        let _ = write!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#5b6576">{:+.0}%</text>"##,
+            x(tick),
+            height - 8.0,
+            tick * 100.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::library::Unit;
+    use crate::report::{Metric, VariantReport, VsControl};
+
+    fn variant(id: &str, vs: Option<VsControl>) -> VariantReport {
+        VariantReport {
+            id: id.into(),
+            weight: 1.0,
+            control: vs.is_none(),
+            units: 0,
+            closed: 0,
+            won: 0,
+            win_rate: None,
+            win_rate_ci: None,
+            revenue_per_unit: None,
+            vs_control: vs,
+            matured: 0,
+            n: 0,
+            exposures: 0,
+            deals: 0,
+            revenue_sd: None,
+            prob_best: None,
+        }
+    }
+
+    fn vs(lift: Option<f64>, ci: Option<[f64; 2]>) -> VsControl {
+        VsControl {
+            abs_diff: None,
+            abs_ci: None,
+            rel_lift: lift,
+            rel_ci: ci,
+            p_value: None,
+            p_adjusted: None,
+            chance_to_win: None,
+            risk: None,
+            seq_ci: ci.map(|[a, b]| [a * 2.0, b * 2.0]),
+            enough_data: true,
+            needed_units_per_arm: None,
+            abs_p_value: None,
+            rel_ci_adjusted: None,
+            credible_ci: None,
+            seq_p_value: None,
+            verdict: "no_clear_difference",
+            revenue_abs_diff: None,
+            revenue_rel_lift: None,
+            revenue_rel_ci: None,
+            revenue_p_value: None,
+        }
+    }
+
+    fn report(variants: Vec<VariantReport>) -> Report {
+        Report {
+            experiment_key: "k".into(),
+            card_id: "c".into(),
+            unit: Unit::Deal,
+            metric: Metric::Closed,
+            window_days: 90,
+            as_of: "2026-11-23".into(),
+            srm_p: None,
+            multiple_exposure_units: 0,
+            variants,
+            srm_warning: false,
+            baseline: "control".into(),
+            seq_tuning: 5000.0,
+            revenue_cap: None,
+            currency: None,
+            unknown_variant_units: 0,
+            closed_before_exposure: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_row_per_treatment_arm_with_its_interval() {
+        let r = report(vec![
+            variant("control", None),
+            variant("short", Some(vs(Some(0.2), Some([-0.1, 0.5])))),
+            variant("<long>", Some(vs(Some(-0.05), Some([-0.3, 0.2])))),
+        ]);
+        let svg = forest(&r);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert_eq!(svg.matches("class=\"lift\"").count(), 2);
+        assert_eq!(svg.matches("class=\"ci\"").count(), 2);
+        assert!(svg.contains("short: +20.0%"));
+        assert!(svg.contains("&lt;long&gt;"), "names are escaped");
+        assert!(!svg.contains("<long>"));
+        assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn arms_without_data_say_so() {
+        let r = report(vec![
+            variant("control", None),
+            variant("short", Some(vs(None, None))),
+        ]);
+        let svg = forest(&r);
+        assert!(svg.contains("no data yet"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+}
