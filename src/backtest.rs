@@ -484,7 +484,7 @@ impl Diff {
         }
         let _ = writeln!(
             out,
-            "{} calls: {} decisions added, {} removed",
+            "{} calls: +{} -{} decisions",
             self.calls,
             self.added(),
             self.removed()

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `validate`, `test`, `replay`. This is the composition root:
+//! The command line: `serve`, `validate`, `test`, `replay`, `convert`; experiments (`report`,
+//! `outcomes import`, `simulate`) in `cli/experiments.rs`. This is the composition root:
 //! it loads configuration, builds the engine and the store, and wires them into the server.
 //! `anyhow` is used only here, at the edge.
 //!

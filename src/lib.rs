@@ -24,6 +24,10 @@
 //! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
+//! - [`outcomes`] — CRM outcome input (webhook JSON, CSV rows) validated field by field.
+//! - [`report`] — A/B reports: [`report::stats`] (gbstats conventions, STATS.md vectors),
+//!   [`report::assemble()`] (units, windows, caps, gates), [`report::render`] (table, JSON,
+//!   CSV); [`report::build`] reads the store's experiment read API.
 //!
 //! IO at the edges:
 //!
@@ -32,6 +36,8 @@
 //! - [`server`] — the accept loop, HTTP routes, the ingest and subscriber WebSockets, the
 //!   call registry, graceful shutdown.
 //! - [`config`] — the limits on everything a client can grow.
+//! - [`simulate`] — `cuedeck simulate`: a realistic experiment (through the real
+//!   [`session::Session`]) with a known true effect, bulk-written to a store.
 //! - [`cli`] — the `cuedeck` command line; the composition root (the only `anyhow` user).
 //!
 //! ## Data flow
@@ -39,10 +45,12 @@
 //! ```text
 //! serve:   cards dir ─► Library::load_dir ─► Engine::new (Matcher::build) ─► ArcSwap<Engine>
 //!                     └► Store::open ─► spawn_writer ─► StoreHandle (bounded queue)
-//! per call: WS frame ─► protocol::decode ─► Session::on_utterance(&engine) ─► Decisions
+//! per call: WS frame ─► Adapter (?format=) ─► native messages (protocol::decode)
+//!             ─► Session::on_utterance(&engine) ─► Decisions
 //!             ─► exposure Record ─► StoreHandle ─► writer ─► DB
 //!             ─► card frame ─► ingest socket + subscribers (bounded, slow ones dropped)
-//! replay:  file ─► protocol::decode ─► Session::on_utterance (clock from t_ms) ─► JSON lines
+//! replay:  file ─► Adapter (--format; hvb via convert) ─► Session::on_utterance (clock
+//!             from t_ms) ─► JSON lines, or backtest summary / diff
 //! ```
 //!
 //! Dependency rule: `library`, `matcher`, `rules`, `experiment` depend on no IO; `session`

@@ -18,10 +18,10 @@ use crate::library::{Card, Experiment};
 use crate::outcomes::format_utc;
 use crate::rules::CallContext;
 use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
-use crate::store::{CallRow, ExposureRow, OutcomeRow, Record, Store, StoreError};
+use crate::store::{CallRow, ExposureRow, FinishedCall, OutcomeRow, Store, StoreError};
 
-/// Records per write transaction.
-const BATCH: usize = 10_000;
+/// Calls per write transaction.
+const BATCH: usize = 5_000;
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,7 +200,8 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
     let version = lib.version().to_string();
 
     let mut rng = Rng(p.seed);
-    let mut records: Vec<Record> = Vec::with_capacity(BATCH);
+    let mut calls: Vec<FinishedCall> = Vec::with_capacity(BATCH);
+    let mut exposures: Vec<ExposureRow> = Vec::with_capacity(BATCH);
     let mut outcomes: Vec<OutcomeRow> = Vec::new();
     let mut summary = SimSummary {
         experiment_key: exp.key.clone(),
@@ -222,9 +223,9 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
         let deal_id = format!("sim-d-{d:06}");
         let rep_id = format!("sim-rep-{:02}", rng.below(25) + 1);
         let first = p.now - Duration::milliseconds(rng.below(span_ms as u64) as i64 + 3_600_000);
-        let calls = 1 + rng.below(3);
+        let call_count = 1 + rng.below(3);
         let mut arm = None;
-        for c in 0..calls {
+        for c in 0..call_count {
             let start = first + Duration::days(c as i64 * (1 + rng.below(10) as i64));
             if start >= p.now {
                 break;
@@ -251,14 +252,6 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
                 },
                 &mut decisions,
             );
-            let started_at = format_utc(start);
-            records.push(Record::CallStarted(CallRow {
-                call_id: call_id.clone(),
-                deal_id: Some(deal_id.clone()),
-                rep_id: Some(rep_id.clone()),
-                context: serde_json::to_string(&context.0).unwrap_or_else(|_| "{}".into()),
-                started_at,
-            }));
             for dec in &decisions {
                 let at = start + Duration::milliseconds(dec.t_ms as i64);
                 if dec.card.id == card.id {
@@ -268,7 +261,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
                     (at.unix_timestamp_nanos() / 1_000_000) as u64,
                     u128::from(rng.next_u64()),
                 );
-                records.push(Record::Exposure(ExposureRow {
+                exposures.push(ExposureRow {
                     display_id: id.to_string(),
                     ts: format_utc(at),
                     call_id: call_id.clone(),
@@ -284,17 +277,26 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
                     segment_id: dec.segment_id.to_string(),
                     engine_us: 5 + rng.below(20) as i64,
                     library_version: version.clone(),
-                }));
+                });
                 summary.exposures += 1;
             }
-            records.push(Record::CallEnded {
-                call_id,
-                ended_at: format_utc(start + Duration::minutes(20 + rng.below(30) as i64)),
+            calls.push(FinishedCall {
+                call: CallRow {
+                    call_id,
+                    deal_id: Some(deal_id.clone()),
+                    rep_id: Some(rep_id.clone()),
+                    context: serde_json::to_string(&context.0).unwrap_or_else(|_| "{}".into()),
+                    started_at: format_utc(start),
+                },
+                ended_at: Some(format_utc(
+                    start + Duration::minutes(20 + rng.below(30) as i64),
+                )),
             });
             summary.calls += 1;
-            if records.len() >= BATCH {
-                store.write_batch(&records).await?;
-                records.clear();
+            if calls.len() >= BATCH {
+                store.bulk_insert(&exposures, &calls, &[]).await?;
+                calls.clear();
+                exposures.clear();
             }
         }
         let Some(arm) = arm else {
@@ -331,12 +333,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
             });
         }
     }
-    if !records.is_empty() {
-        store.write_batch(&records).await?;
-    }
-    for chunk in outcomes.chunks(BATCH) {
-        store.insert_outcomes(chunk).await?;
-    }
+    store.bulk_insert(&exposures, &calls, &outcomes).await?;
     summary.outcome_rows = outcomes.len() as u64;
     Ok(summary)
 }

@@ -60,6 +60,12 @@ async fn every_route_and_role() {
         ("/v1/demo", Some(Role::Rep), 400),
         ("/v1/cards", Some(Role::Manager), 200),
         ("/v1/cards/status", Some(Role::Manager), 200),
+        ("/v1/experiments", Some(Role::Manager), 200),
+        (
+            "/v1/experiments/price-objection-2026q4/report",
+            Some(Role::Manager),
+            200,
+        ),
     ];
     let mut failures_expected = 0;
     for (path, needed, ok) in routes {

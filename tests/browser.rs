@@ -344,6 +344,11 @@ async fn dashboard_shows_the_numbers_of_the_json_report() {
         .await
         .unwrap();
     assert!(loaded.as_u64().unwrap_or(0) > 0, "forest plot loaded");
+    let loaded = c
+        .execute("return document.querySelector('img.timeline').naturalWidth", vec![])
+        .await
+        .unwrap();
+    assert!(loaded.as_u64().unwrap_or(0) > 0, "timeline chart loaded");
     assert!(img.attr("alt").await.unwrap().is_some());
     // Library and live sections.
     let version = c

@@ -3,7 +3,7 @@
 //! - [`stats`] — pure statistics (Wilson, Welch on absolute and relative effects, Holm,
 //!   the flat-prior Gaussian Bayesian view, probability to be best, the asymptotic
 //!   confidence sequence, SRM, sample size), GrowthBook `gbstats` conventions.
-//! - [`assemble`] — one experiment's report from its definition (the card library) and
+//! - [`mod@assemble`] — one experiment's report from its definition (the card library) and
 //!   the store's read API: units, outcome windows, maturity, revenue capping, the
 //!   not-enough-data gate. The core ([`assemble::assemble`]) is pure; [`build`] reads the
 //!   store and calls it.

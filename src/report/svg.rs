@@ -230,3 +230,195 @@ mod tests {
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
     }
 }
+
+/// Cumulative units exposed (solid) and units with a closed outcome (dashed) per arm, by
+/// day: whether the arms fill at the planned rates and how many outcomes are in so far.
+pub fn timeline(
+    def: &super::ExperimentDef,
+    groups: &[crate::store::ExposureGroupRow],
+    outcomes: &[crate::store::OutcomeRow],
+) -> String {
+    use std::collections::{BTreeMap, HashMap};
+
+    // Each unit's arm and first day; units seen in several arms are left out, as in the report.
+    let mut units: HashMap<&str, (Option<&str>, &str)> = HashMap::new();
+    let mut mixed: Vec<&str> = Vec::new();
+    for g in groups {
+        let unit = match def.unit {
+            crate::library::Unit::Deal => g.deal_id.as_deref(),
+            crate::library::Unit::Rep => g.rep_id.as_deref(),
+        };
+        let Some(unit) = unit else { continue };
+        let day = g.first_ts.get(..10).unwrap_or(&g.first_ts);
+        match units.get_mut(unit) {
+            Some((arm, first)) => {
+                if *arm != g.variant.as_deref() {
+                    mixed.push(unit);
+                }
+                if day < *first {
+                    *first = day;
+                }
+            }
+            None => {
+                units.insert(unit, (g.variant.as_deref(), day));
+            }
+        }
+    }
+    for m in mixed {
+        units.remove(m);
+    }
+    let arms: Vec<&str> = def.variants.iter().map(|v| v.id.as_str()).collect();
+    // day -> per arm (exposed, closed) increments
+    let mut days: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut bump = |day: &str, arm: &str, closed: bool| {
+        if let Some(i) = arms.iter().position(|a| *a == arm) {
+            let row = days
+                .entry(day.to_string())
+                .or_insert_with(|| vec![(0, 0); arms.len()]);
+            if closed {
+                row[i].1 += 1;
+            } else {
+                row[i].0 += 1;
+            }
+        }
+    };
+    for (arm, day) in units.values() {
+        if let Some(arm) = arm {
+            bump(day, arm, false);
+        }
+    }
+    if def.unit == crate::library::Unit::Deal {
+        for o in outcomes {
+            let closed = matches!(o.outcome.as_str(), "won" | "lost");
+            let arm = units.get(o.deal_id.as_str()).and_then(|(a, _)| *a);
+            let day = o.closed_at.as_deref().unwrap_or(&o.received_at);
+            if let (true, Some(arm)) = (closed, arm) {
+                bump(day.get(..10).unwrap_or(day), arm, true);
+            }
+        }
+    }
+
+    let (w, h, left, top, bottom) = (640.0, 240.0, 50.0, 30.0, 30.0);
+    let colors = ["#44474f", "#0b57d0", "#1b6e2e", "#a15c00", "#6a1b9a", "#b3261e"];
+    let mut totals = vec![(0u64, 0u64); arms.len()];
+    let mut series: Vec<Vec<(u64, u64)>> = Vec::new();
+    for row in days.values() {
+        for (t, r) in totals.iter_mut().zip(row) {
+            t.0 += r.0;
+            t.1 += r.1;
+        }
+        series.push(totals.clone());
+    }
+    let max = totals.iter().map(|t| t.0.max(t.1)).max().unwrap_or(0).max(1) as f64;
+    let n = series.len().max(2) as f64 - 1.0;
+    let x = |i: usize| left + (i as f64 / n) * (w - left - 20.0);
+    let y = |v: u64| h - bottom - (v as f64 / max) * (h - top - bottom);
+
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="Cumulative units exposed and closed per arm by day" font-family="system-ui, sans-serif" font-size="12">"##
+    );
+    let _ = write!(
+        s,
+        r##"<text x="{left}" y="16" fill="#5b6576">Cumulative units exposed (solid) and closed (dashed), per arm, by day</text>"##
+    );
+    if series.is_empty() {
+        let _ = write!(
+            s,
+            r##"<text x="{left}" y="{:.0}" fill="#5b6576">no exposures yet</text></svg>"##,
+            h / 2.0
+        );
+        return s;
+    }
+    for (a, arm) in arms.iter().enumerate() {
+        let color = colors[a % colors.len()];
+        for closed in [false, true] {
+            let points: Vec<String> = series
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let v = if closed { t[a].1 } else { t[a].0 };
+                    format!("{:.1},{:.1}", x(i), y(v))
+                })
+                .collect();
+            let dash = if closed { r#" stroke-dasharray="5 3""# } else { "" };
+            let class = if closed { "closed" } else { "exposed" };
+            let _ = write!(
+                s,
+                r##"<polyline class="{class}" points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}><title>{}</title></polyline>"##,
+                points.join(" "),
+                escape(arm)
+            );
+        }
+        let _ = write!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" fill="{color}">{} ({} exposed, {} closed)</text>"##,
+            left + 130.0 * a as f64,
+            h - 8.0,
+            escape(arm),
+            totals[a].0,
+            totals[a].1
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<text x="4" y="{:.1}" fill="#5b6576">{}</text><text x="4" y="{:.1}" fill="#5b6576">0</text>"##,
+        top + 4.0,
+        max as u64,
+        h - bottom
+    );
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+    use crate::library::Unit;
+    use crate::report::{ExperimentDef, VariantDef};
+    use crate::store::{ExposureGroupRow, OutcomeRow};
+
+    #[test]
+    fn cumulative_lines_per_arm() {
+        let def = ExperimentDef {
+            key: "k".into(),
+            card_id: "c".into(),
+            unit: Unit::Deal,
+            variants: vec![
+                VariantDef { id: "control".into(), weight: 1.0, control: true },
+                VariantDef { id: "short".into(), weight: 1.0, control: false },
+            ],
+        };
+        let g = |deal: &str, arm: &str, ts: &str| ExposureGroupRow {
+            deal_id: Some(deal.into()),
+            rep_id: None,
+            variant: Some(arm.into()),
+            first_ts: ts.into(),
+            exposures: 1,
+        };
+        let groups = vec![
+            g("d1", "control", "2026-11-01T10:00:00.000Z"),
+            g("d2", "short", "2026-11-01T11:00:00.000Z"),
+            g("d3", "short", "2026-11-02T11:00:00.000Z"),
+            // Seen in both arms: left out.
+            g("d4", "short", "2026-11-02T11:00:00.000Z"),
+            g("d4", "control", "2026-11-03T11:00:00.000Z"),
+        ];
+        let outcomes = vec![OutcomeRow {
+            deal_id: "d2".into(),
+            outcome: "won".into(),
+            amount: None,
+            currency: None,
+            closed_at: Some("2026-11-05T00:00:00Z".into()),
+            received_at: "2026-11-05T00:00:00.000Z".into(),
+        }];
+        let svg = timeline(&def, &groups, &outcomes);
+        assert_eq!(svg.matches("class=\"exposed\"").count(), 2);
+        assert_eq!(svg.matches("class=\"closed\"").count(), 2);
+        assert!(svg.contains("control (1 exposed, 0 closed)"), "{svg}");
+        assert!(svg.contains("short (2 exposed, 1 closed)"), "{svg}");
+        let empty = timeline(&def, &[], &[]);
+        assert!(empty.contains("no exposures yet"));
+    }
+}

@@ -166,12 +166,13 @@ pub(super) async fn report(
     let format = match query_param(&query, "format") {
         None | Some("json") => "json",
         Some("csv") => "csv",
-        // The lift forest plot, for the dashboard.
+        // The lift forest plot and the cumulative timeline, for the dashboard.
         Some("svg") => "svg",
+        Some("timeline") => "timeline",
         Some(other) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("`format`: expected `json`, `csv` or `svg`, got {other:?}"),
+                format!("`format`: expected `json`, `csv`, `svg` or `timeline`, got {other:?}"),
             );
         }
     };
@@ -191,6 +192,25 @@ pub(super) async fn report(
             format!("no experiment `{key}` in the loaded card library"),
         );
     };
+    if format == "timeline" {
+        let store = state.store();
+        let data = async {
+            let groups = store.exposure_groups(&def.key, &opts.cutoff()).await?;
+            let outcomes = store.latest_outcomes(&def.key).await?;
+            Ok::<_, crate::store::StoreError>((groups, outcomes))
+        };
+        return match data.await {
+            Ok((groups, outcomes)) => (
+                [
+                    (header::CONTENT_TYPE, "image/svg+xml"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                report::svg::timeline(&def, &groups, &outcomes),
+            )
+                .into_response(),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        };
+    }
     let r = match report::build(state.store(), &def, &opts).await {
         Ok(r) => r,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),

@@ -11,6 +11,7 @@
 mod auth;
 pub mod calls;
 mod demo;
+mod experiments;
 mod http;
 mod ingest;
 pub mod metrics;

@@ -121,3 +121,130 @@ impl Store {
             .map_err(query_err("experiment counts read"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ExposureRow, OutcomeRow, Record, Store};
+
+    fn exposure(id: &str, ts: &str, deal: &str, variant: Option<&str>) -> Record {
+        Record::Exposure(ExposureRow {
+            display_id: id.into(),
+            ts: ts.into(),
+            call_id: format!("c-{deal}"),
+            deal_id: Some(deal.into()),
+            rep_id: Some("r-1".into()),
+            card_id: "price".into(),
+            experiment_key: variant.map(|_| "exp".to_string()),
+            variant: variant.map(str::to_string),
+            shown: variant != Some("control"),
+            reason: "shown".into(),
+            phrase: "too expensive".into(),
+            speaker: "prospect".into(),
+            segment_id: "s-1".into(),
+            engine_us: 5,
+            library_version: "sha256:x".into(),
+        })
+    }
+
+    fn outcome(deal: &str, outcome: &str, received_at: &str) -> OutcomeRow {
+        OutcomeRow {
+            deal_id: deal.into(),
+            outcome: outcome.into(),
+            amount: None,
+            currency: None,
+            closed_at: None,
+            received_at: received_at.into(),
+        }
+    }
+
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        (Store::open(&url).await.unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn exposures_are_grouped_per_unit_and_variant_before_the_cutoff() {
+        let (store, _dir) = store().await;
+        store
+            .write_batch(&[
+                exposure("01A", "2026-06-02T10:00:00.000Z", "d-1", Some("short")),
+                exposure("01B", "2026-06-01T10:00:00.000Z", "d-1", Some("short")),
+                exposure("01C", "2026-06-03T10:00:00.000Z", "d-2", Some("control")),
+                exposure("01D", "2026-06-09T10:00:00.000Z", "d-3", Some("control")),
+                // Not in an experiment.
+                exposure("01E", "2026-06-01T10:00:00.000Z", "d-4", None),
+            ])
+            .await
+            .unwrap();
+        let mut groups = store
+            .exposure_groups("exp", "2026-06-05T00:00:00.000Z")
+            .await
+            .unwrap();
+        groups.sort_by(|a, b| a.deal_id.cmp(&b.deal_id));
+        let got: Vec<(&str, &str, &str, i64)> = groups
+            .iter()
+            .map(|g| {
+                (
+                    g.deal_id.as_deref().unwrap(),
+                    g.variant.as_deref().unwrap(),
+                    g.first_ts.as_str(),
+                    g.exposures,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("d-1", "short", "2026-06-01T10:00:00.000Z", 2),
+                ("d-2", "control", "2026-06-03T10:00:00.000Z", 1),
+            ]
+        );
+        let counts = store.arm_counts().await.unwrap();
+        let got: Vec<(&str, i64, i64)> = counts
+            .iter()
+            .map(|c| (c.variant.as_deref().unwrap(), c.exposures, c.deals))
+            .collect();
+        assert_eq!(got, [("control", 2, 2), ("short", 2, 1)]);
+    }
+
+    #[tokio::test]
+    async fn the_latest_update_of_each_exposed_deal_counts() {
+        let (store, _dir) = store().await;
+        store
+            .write_batch(&[
+                exposure("01A", "2026-06-01T10:00:00.000Z", "d-1", Some("short")),
+                exposure("01B", "2026-06-01T10:00:00.000Z", "d-2", Some("control")),
+            ])
+            .await
+            .unwrap();
+        let t = "2026-07-01T10:00:00.000Z";
+        // Separate requests received in the same millisecond: the later one wins.
+        for amount in 1..=10 {
+            let o = OutcomeRow {
+                amount: Some(f64::from(amount)),
+                ..outcome("d-1", if amount % 2 == 0 { "won" } else { "lost" }, t)
+            };
+            store.insert_outcomes(&[o]).await.unwrap();
+        }
+        store
+            .insert_outcomes(&[
+                outcome("d-2", "lost", "2026-07-02T00:00:00.000Z"),
+                outcome("d-2", "open", "2026-07-01T00:00:00.000Z"),
+                // Not exposed in the experiment.
+                outcome("d-9", "won", t),
+            ])
+            .await
+            .unwrap();
+        let mut latest = store.latest_outcomes("exp").await.unwrap();
+        latest.sort_by(|a, b| a.deal_id.cmp(&b.deal_id));
+        let got: Vec<(&str, &str)> = latest
+            .iter()
+            .map(|o| (o.deal_id.as_str(), o.outcome.as_str()))
+            .collect();
+        assert_eq!(got, [("d-1", "won"), ("d-2", "lost")]);
+        assert_eq!(latest[0].amount, Some(10.0));
+        // The history is kept.
+        assert_eq!(store.outcomes(Some("d-1")).await.unwrap().len(), 10);
+    }
+}

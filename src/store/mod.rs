@@ -527,14 +527,13 @@ impl Store {
     /// Appends outcome updates (history) in one transaction, written directly (not through
     /// the writer) so a webhook can answer once they are durable.
     pub async fn insert_outcomes(&self, outcomes: &[OutcomeRow]) -> Result<(), StoreError> {
-        let mut ids = ulid::Generator::new();
         let mut tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
         }
         .map_err(query_err("begin"))?;
         for o in outcomes {
-            let id = ids.generate().unwrap_or_else(|_| ulid::Ulid::new());
+            let id = bulk::next_outcome_id();
             sqlx::query(INSERT_OUTCOME)
                 .bind(id.to_string())
                 .bind(&o.deal_id)

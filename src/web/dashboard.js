@@ -140,6 +140,8 @@ async function experiments() {
       const forest = el("img", { class: "forest", alt: `Relative lift of each variant against control with 95% intervals`,
         src: `/v1/experiments/${encodeURIComponent(e.key)}/report?format=svg${token() ? `&token=${encodeURIComponent(token())}` : ""}` });
       section.append(forest);
+      section.append(el("img", { class: "timeline", alt: "Cumulative units exposed and closed per arm by day",
+        src: `/v1/experiments/${encodeURIComponent(e.key)}/report?format=timeline${token() ? `&token=${encodeURIComponent(token())}` : ""}` }));
       const csv = `/v1/experiments/${encodeURIComponent(e.key)}/report?format=csv${token() ? `&token=${encodeURIComponent(token())}` : ""}`;
       section.append(el("p", {}, el("a", { href: csv, download: `${e.key}.csv` }, "Download CSV")));
       section.append(el("p", { class: "muted" },

@@ -18,6 +18,7 @@ const EXCEPTIONS: [&str; 5] = [
 ];
 
 pub(super) fn decode(msg: &At<'_>, emit: &mut Emit<'_>) -> Result<Kind, String> {
+    msg.object()?;
     let transcript = if let Some(stream) = msg.get("TranscriptResultStream") {
         stream.req("TranscriptEvent")?.req("Transcript")?
     } else if let Some(event) = msg.get("TranscriptEvent") {

@@ -578,7 +578,16 @@ impl Adapter {
                 });
             }
         }
-        self.start_from_setup(&mut messages);
+        // Set up from the query at the first provider message, committed only when the
+        // message decodes (a malformed first message must not swallow the start).
+        let setup_start = if self.started {
+            None
+        } else {
+            self.setup.start()
+        };
+        if setup_start.is_some() {
+            self.speakers = Speakers::from_setup(&self.setup);
+        }
         let Adapter {
             provider, speakers, ..
         } = self;
@@ -589,7 +598,8 @@ impl Adapter {
         };
         let root = At::root(&value);
         let kind = match provider {
-            Provider::Native => unreachable_native(),
+            // Decoded before the dispatch (the early return above).
+            Provider::Native => Err("a native message reached the provider dispatch".into()),
             Provider::Deepgram(state) => deepgram::decode(state, &root, &mut emit),
             Provider::AssemblyAi(state) => assemblyai::decode(state, &root, &mut emit),
             Provider::Aws => aws::decode(&root, &mut emit),
@@ -597,6 +607,10 @@ impl Adapter {
             Provider::WhisperLive(state) => whisperlive::decode(state, &root, &mut emit),
         }
         .map_err(|m| AdapterError::bad(format!("{name}: {m}")))?;
+        if let Some(start) = setup_start {
+            self.started = true;
+            emit.out.insert(0, ClientMsg::Start(start));
+        }
         if !self.started && !emit.out.is_empty() {
             return Err(AdapterError {
                 code: ErrorCode::Protocol,
@@ -624,11 +638,6 @@ impl Adapter {
             messages.push(ClientMsg::Start(start));
         }
     }
-}
-
-/// The native format never reaches the provider dispatch (it returns early).
-fn unreachable_native() -> Result<Kind, String> {
-    Err("native messages are decoded before the provider dispatch".to_string())
 }
 
 /// The longest provider-chosen segment id accepted (room left for a `#k` run suffix).

@@ -121,3 +121,20 @@ fn kinds_are_the_metrics_type_labels() {
         );
     }
 }
+
+#[test]
+fn a_malformed_first_message_does_not_swallow_the_query_start() {
+    let mut a = Adapter::new(
+        Format::Deepgram,
+        CallSetup {
+            call_id: Some("c".into()),
+            ..CallSetup::default()
+        },
+    );
+    assert!(a.decode(r#"{"type":"Results"}"#).is_err());
+    let out = a.decode(r#"{"type":"Metadata"}"#).unwrap();
+    assert!(matches!(out.messages[..], [ClientMsg::Start(_)]), "{out:?}");
+    assert_eq!(out.kind(), "Metadata");
+    let out = a.decode(r#"{"type":"Metadata"}"#).unwrap();
+    assert!(out.ignored());
+}
