@@ -219,9 +219,81 @@ async fn rep_panel_shows_cards_and_sends_feedback() {
     }
     let actions: Vec<&str> = stored.iter().map(|f| f.action.as_str()).collect();
     assert!(actions.contains(&"dismissed"), "{actions:?}");
+    // Clicking a card's link records `clicked`.
+    send(
+        &mut ingest,
+        r#"{"type":"transcript","segment_id":"s2","speaker":"prospect","text":"we are also talking to globex","is_final":true,"t_ms":5000}"#,
+    )
+    .await;
+    let second = next_json(&mut ingest).await;
+    let id = second["display_id"].as_str().unwrap().to_string();
+    let link = wait_for(&c, &format!("li.card[data-display-id='{id}'] ul a"), 2).await;
+    let window = c.window().await.unwrap();
+    link.click().await.unwrap();
+    let mut clicked = false;
+    for _ in 0..50 {
+        let actions = server.store.feedback(Some(&id)).await.unwrap();
+        if actions.iter().any(|f| f.action == "clicked") {
+            clicked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(clicked, "a link click is stored as `clicked`");
+    c.switch_to_window(window).await.unwrap();
     no_js_errors(&c).await;
     c.close().await.unwrap();
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rep_panel_reconnects_after_the_server_restarts() {
+    let Some((_driver, c)) = driver().await else {
+        return;
+    };
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let addr = server.addr;
+    c.goto(&format!("http://{addr}/?call=c-restart"))
+        .await
+        .unwrap();
+    let live = Locator::XPath("//*[@id='status'][contains(., 'live')]");
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(live)
+        .await
+        .unwrap();
+    server.shutdown().await;
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::XPath("//*[@id='status'][contains(., 'retrying')]"))
+        .await
+        .expect("the panel shows it lost the connection");
+    // The same address comes back: the panel rejoins the call by itself.
+    let again = TestServer::start_at(
+        &bundled_cards(),
+        Limits::default(),
+        cuedeck::server::Tokens::default(),
+        None,
+        &addr.to_string(),
+    )
+    .await;
+    c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(live)
+        .await
+        .expect("reconnected");
+    let mut ingest = connect(&again.url("/v1/stream")).await;
+    send(&mut ingest, r#"{"type":"start","call_id":"c-restart"}"#).await;
+    next_json(&mut ingest).await;
+    send(
+        &mut ingest,
+        r#"{"type":"transcript","segment_id":"s1","speaker":"prospect","text":"we are also looking at acme","is_final":true}"#,
+    )
+    .await;
+    wait_for(&c, "li.card[data-card-id='competitor-acme']", 3).await;
+    no_js_errors(&c).await;
+    c.close().await.unwrap();
+    again.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,7 +417,10 @@ async fn dashboard_shows_the_numbers_of_the_json_report() {
         .unwrap();
     assert!(loaded.as_u64().unwrap_or(0) > 0, "forest plot loaded");
     let loaded = c
-        .execute("return document.querySelector('img.timeline').naturalWidth", vec![])
+        .execute(
+            "return document.querySelector('img.timeline').naturalWidth",
+            vec![],
+        )
         .await
         .unwrap();
     assert!(loaded.as_u64().unwrap_or(0) > 0, "timeline chart loaded");

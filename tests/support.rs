@@ -53,15 +53,24 @@ impl TestServer {
         tokens: Tokens,
         db: Option<String>,
     ) -> TestServer {
+        TestServer::start_at(cards, limits, tokens, db, "127.0.0.1:0").await
+    }
+
+    /// A server listening on `listen` (e.g. the port of a server that was stopped).
+    pub async fn start_at(
+        cards: &Path,
+        limits: Limits,
+        tokens: Tokens,
+        db: Option<String>,
+        listen: &str,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let url =
             db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cuedeck.db").display()));
         let engine = Engine::new(Library::load_dir(cards).expect("valid cards")).expect("engine");
         let store = Store::open(&url).await.expect("store");
         let (handle, writer) = store::spawn_writer(store.clone(), limits.store_queue);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = AppState::new(engine, store.clone(), handle, limits, tokens);
         let (tx, rx) = oneshot::channel::<()>();
