@@ -11,7 +11,7 @@
 //! - `cuedeck replay --format hvb|deepgram`, `--summary`, `--diff`, `cuedeck convert`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use cuedeck::config::Limits;
 use cuedeck::convert::{self, HvbText};
@@ -1060,14 +1060,6 @@ async fn provider_streams_set_up_from_the_query_and_answer_errors() {
 
 // ---------------------------------------------------------------------------------------
 // The command line
-
-fn cuedeck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cuedeck"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cuedeck")
-}
 
 fn stdout(out: &Output) -> String {
     assert_eq!(

@@ -12,12 +12,16 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// A chromedriver process, killed on drop.
+/// A chromedriver process, killed on drop. Holds the browser lock: one browser at a time,
+/// so the tests' timing assertions are not at the mercy of several Chromiums on 2 cores.
 pub struct Driver {
     child: Child,
     pub url: String,
     _profile: tempfile::TempDir,
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
+
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 impl Drop for Driver {
     fn drop(&mut self) {
@@ -43,6 +47,7 @@ pub async fn driver() -> Option<(Driver, Client)> {
         eprintln!("skipped: chromedriver not found (apt-get install chromium chromium-driver)");
         return None;
     };
+    let guard = BROWSER.lock().await;
     let port = StdListener::bind("127.0.0.1:0")
         .ok()?
         .local_addr()
@@ -59,6 +64,7 @@ pub async fn driver() -> Option<(Driver, Client)> {
         child,
         url: format!("http://127.0.0.1:{port}"),
         _profile: profile,
+        _one_at_a_time: guard,
     };
     let mut caps = serde_json::Map::new();
     let mut args = vec![

@@ -1,21 +1,8 @@
 //! The `cuedeck` binary, run as a user runs it.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use crate::support::bundled_cards;
-
-fn cuedeck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cuedeck"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cuedeck")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::support::{bundled_cards, cuedeck, text};
 
 fn write_cards(dir: &Path, files: &[(&str, &str)]) {
     for (name, body) in files {

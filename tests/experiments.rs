@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use cuedeck::config::{Limits, Role, Token};
 use cuedeck::engine::Engine;
@@ -410,18 +409,6 @@ async fn the_report_recovers_the_simulated_true_effect() {
         assert!(vs.chance_to_win.unwrap() > 0.5);
     }
     store.close().await;
-}
-
-fn cuedeck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cuedeck"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run cuedeck")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn db_url(dir: &Path) -> String {

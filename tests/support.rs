@@ -260,3 +260,17 @@ pub async fn postgres_database() -> Option<String> {
     let server = server.rsplit_once('/').map_or(server, |(s, _)| s);
     Some(format!("{server}/{name}"))
 }
+
+/// Runs the `cuedeck` binary from the repository root, as a user would.
+pub fn cuedeck(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_cuedeck"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cuedeck")
+}
+
+/// Bytes as text, for messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
