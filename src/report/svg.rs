@@ -299,7 +299,9 @@ pub fn timeline(
     }
 
     let (w, h, left, top, bottom) = (640.0, 240.0, 50.0, 30.0, 30.0);
-    let colors = ["#44474f", "#0b57d0", "#1b6e2e", "#a15c00", "#6a1b9a", "#b3261e"];
+    let colors = [
+        "#44474f", "#0b57d0", "#1b6e2e", "#a15c00", "#6a1b9a", "#b3261e",
+    ];
     let mut totals = vec![(0u64, 0u64); arms.len()];
     let mut series: Vec<Vec<(u64, u64)>> = Vec::new();
     for row in days.values() {
@@ -309,7 +311,12 @@ pub fn timeline(
         }
         series.push(totals.clone());
     }
-    let max = totals.iter().map(|t| t.0.max(t.1)).max().unwrap_or(0).max(1) as f64;
+    let max = totals
+        .iter()
+        .map(|t| t.0.max(t.1))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
     let n = series.len().max(2) as f64 - 1.0;
     let x = |i: usize| left + (i as f64 / n) * (w - left - 20.0);
     let y = |v: u64| h - bottom - (v as f64 / max) * (h - top - bottom);
@@ -342,7 +349,11 @@ pub fn timeline(
                     format!("{:.1},{:.1}", x(i), y(v))
                 })
                 .collect();
-            let dash = if closed { r#" stroke-dasharray="5 3""# } else { "" };
+            let dash = if closed {
+                r#" stroke-dasharray="5 3""#
+            } else {
+                ""
+            };
             let class = if closed { "closed" } else { "exposed" };
             let _ = write!(
                 s,
@@ -386,8 +397,16 @@ mod timeline_tests {
             card_id: "c".into(),
             unit: Unit::Deal,
             variants: vec![
-                VariantDef { id: "control".into(), weight: 1.0, control: true },
-                VariantDef { id: "short".into(), weight: 1.0, control: false },
+                VariantDef {
+                    id: "control".into(),
+                    weight: 1.0,
+                    control: true,
+                },
+                VariantDef {
+                    id: "short".into(),
+                    weight: 1.0,
+                    control: false,
+                },
             ],
         };
         let g = |deal: &str, arm: &str, ts: &str| ExposureGroupRow {
