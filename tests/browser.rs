@@ -345,6 +345,16 @@ async fn demo_call_plays_with_transcript_and_highlighted_phrases() {
     );
     no_js_errors(&c).await;
     save_screenshot(&c, "rep-panel-demo.png").await;
+    // A phone-width layout has no horizontal page scroll.
+    c.set_window_size(390, 844).await.unwrap();
+    let fits = c
+        .execute(
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits, json!(true), "the panel fits a phone width");
     c.close().await.unwrap();
     server.shutdown().await;
 }
