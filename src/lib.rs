@@ -33,9 +33,13 @@
 //!
 //! - [`store`] — exposures, feedback, outcomes and calls in SQLite or PostgreSQL (sqlx),
 //!   written by one batching task behind a bounded queue.
-//! - [`server`] — the accept loop, HTTP routes, the ingest and subscriber WebSockets, the
-//!   call registry, graceful shutdown.
-//! - [`config`] — the limits on everything a client can grow.
+//! - [`server`] — the accept loop (a permit before `accept`), HTTP routes, the ingest and
+//!   subscriber WebSockets, the call registry (grace period for reconnects), bearer-token
+//!   roles (`server::auth`), hot reload (`server::reload`: file watch, SIGHUP, endpoint),
+//!   Prometheus metrics (`server::metrics`), the demo call, the embedded rep panel and
+//!   manager dashboard (`src/web/`), graceful shutdown.
+//! - [`config`] — `cuedeck.toml` + `CUEDECK_*` + flags, tokens, and the limits on
+//!   everything a client can grow.
 //! - [`simulate`] — `cuedeck simulate`: a realistic experiment (through the real
 //!   [`session::Session`]) with a known true effect, bulk-written to a store.
 //! - [`cli`] — the `cuedeck` command line; the composition root (the only `anyhow` user).
@@ -55,6 +59,16 @@
 //!
 //! Dependency rule: `library`, `matcher`, `rules`, `experiment` depend on no IO; `session`
 //! depends on them but not on tokio; `server` and `cli` wire things together.
+//!
+//! ## Where this departs from the first design, and why
+//!
+//! - Metrics are a small registry of atomics owned by each server instead of the global
+//!   `metrics` recorder: several servers in one process (tests, embedders) keep separate
+//!   counts, and the hot path is a relaxed atomic add.
+//! - The store uses one `sqlx::AnyPool` with `$N` placeholders, so SQLite and PostgreSQL
+//!   share every migration and query string.
+//! - The YAML is read into a located tree first (`library::yaml`) and checked by hand
+//!   (`library::schema`), so every error in a file is reported, not just the first.
 
 pub mod backtest;
 pub mod cli;
