@@ -454,6 +454,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
         .map_err(|e| anyhow!(e).context("serve"))?;
     // Everything is loaded and validated before a port is bound.
     let engine = engine(&config.cards)?;
+    raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -523,6 +524,27 @@ fn spawn_sighup_reload(state: std::sync::Arc<crate::server::AppState>) {
     });
     #[cfg(not(unix))]
     let _ = state;
+}
+
+/// Every call is a socket: raise the soft `nofile` limit to the hard limit, as servers
+/// holding many idle connections do (a soft limit of 1,024 would cap a node at ~1,000
+/// calls). The hard limit is the operator's; `limits.max_connections` still applies.
+fn raise_nofile_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit read and write only the local struct passed by pointer.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            let wanted = l.rlim_max;
+            l.rlim_cur = wanted;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                tracing::warn!(wanted, "cannot raise the open file limit");
+            }
+        }
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

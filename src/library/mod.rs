@@ -1,7 +1,7 @@
 //! The card library: a directory of YAML files in, an immutable, validated [`Library`] out.
 //!
 //! Loading has two steps. [`yaml`] reads each file into a tree whose nodes know their line
-//! and column; [`schema`] walks the trees and reports *every* problem (unknown or missing
+//! and column; `schema` walks the trees and reports *every* problem (unknown or missing
 //! fields, duplicate keys, bad values and ranges, unknown `@vocab` names, duplicate card
 //! ids with both locations, …) as a [`LoadError`] with file, line and column. A library
 //! with any error is rejected as a whole, so a half-valid library never goes live.

@@ -2,8 +2,8 @@
 //!
 //! [`run`] owns the accept loop (a semaphore permit is taken *before* `accept`, so the
 //! connection limit holds under load), serves each connection with hyper, and routes with
-//! axum. WebSocket upgrades are handed to [`ingest`] (a transcript producer; cards come back
-//! on the same socket) or [`subscribe`] (a rep's panel receiving the same cards). Shutdown
+//! axum. WebSocket upgrades are handed to `ingest` (a transcript producer; cards come back
+//! on the same socket) or `subscribe` (a rep's panel receiving the same cards). Shutdown
 //! is a future passed in by the caller: the loop stops accepting, every socket finishes the
 //! message it is handling and closes with a close frame, and `run` returns once all
 //! connections are done or the grace period ends. The store is drained by the caller after.
