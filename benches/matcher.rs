@@ -6,8 +6,12 @@
 //! - `regex`: the same normalization, then one `\b(?:p1|p2|…)\b` alternation (`find_iter`,
 //!   leftmost-first and non-overlapping, so it reports fewer hits than the others: less
 //!   work, in its favour);
-//! - `daachorse`: the same normalization, then a double-array Aho-Corasick over the same
-//!   space-padded patterns with overlapping iteration (identical results to cuedeck).
+//! - `regex_raw`: `(?i)\b(?:p1|p2|…)\b` straight on the raw utterance, as one would
+//!   write it without a normalizer (punctuation and apostrophes then differ slightly);
+//! - `aho_corasick`: the same normalization, then the `aho-corasick` crate (contiguous
+//!   NFA) over the space-padded patterns with overlapping iteration — what cuedeck's
+//!   matcher used before its word-level trie (identical results);
+//! - `daachorse`: the same, with a double-array Aho-Corasick (identical results).
 //!
 //! Also: library build time per size (YAML → `Library` → `Engine`, and `Matcher::build`
 //! alone), the automaton heap sizes, and a per-utterance latency distribution (p50/p99)
@@ -49,6 +53,9 @@ struct Fixture {
     regex: Option<regex::Regex>,
     regex_ids: HashMap<String, u32>,
     regex_build: Duration,
+    regex_raw: Option<regex::Regex>,
+    ac: aho_corasick::AhoCorasick,
+    ac_build: Duration,
     daac: daachorse::DoubleArrayAhoCorasick<u32>,
     daac_build: Duration,
 }
@@ -77,6 +84,19 @@ impl Fixture {
             .map_err(|e| eprintln!("regex at {n} phrases not built: {e}"))
             .ok();
         let regex_build = started.elapsed();
+        let regex_raw = regex::RegexBuilder::new(&format!(r"(?i)\b(?:{alternation})\b"))
+            .size_limit(1 << 30)
+            .dfa_size_limit(1 << 28)
+            .build()
+            .map_err(|e| eprintln!("regex_raw at {n} phrases not built: {e}"))
+            .ok();
+
+        let started = Instant::now();
+        let ac = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::Standard)
+            .build(&padded)
+            .expect("aho-corasick");
+        let ac_build = started.elapsed();
         let regex_ids = phrases
             .iter()
             .enumerate()
@@ -98,6 +118,9 @@ impl Fixture {
             regex,
             regex_ids,
             regex_build,
+            regex_raw,
+            ac,
+            ac_build,
             daac,
             daac_build,
         }
@@ -139,6 +162,35 @@ impl Fixture {
         s.cards.len()
     }
 
+    fn regex_raw(&self, u: &str, s: &mut Scratch) -> usize {
+        let Some(re) = &self.regex_raw else { return 0 };
+        s.cards.clear();
+        for m in re.find_iter(u) {
+            s.text.clear();
+            s.text.push_str(m.as_str());
+            s.text.make_ascii_lowercase();
+            if let Some(&id) = self.regex_ids.get(s.text.as_str()) {
+                s.cards.push(self.card_of[id as usize]);
+            }
+        }
+        s.cards.len()
+    }
+
+    fn aho_corasick(&self, u: &str, s: &mut Scratch) -> usize {
+        normalize_into(u, &mut s.text);
+        s.hits.clear();
+        for m in self.ac.find_overlapping_iter(&s.text) {
+            let id = m.pattern().as_u32();
+            if !s.hits.contains(&id) {
+                s.hits.push(id);
+            }
+        }
+        s.cards.clear();
+        s.cards
+            .extend(s.hits.iter().map(|&id| self.card_of[id as usize]));
+        s.cards.len()
+    }
+
     fn daachorse(&self, u: &str, s: &mut Scratch) -> usize {
         normalize_into(u, &mut s.text);
         s.hits.clear();
@@ -159,28 +211,43 @@ impl Fixture {
             "cuedeck" => self.cuedeck(u, s),
             "naive" => self.naive(u, s),
             "regex" => self.regex(u, s),
+            "regex_raw" => self.regex_raw(u, s),
+            "aho_corasick" => self.aho_corasick(u, s),
             _ => self.daachorse(u, s),
         }
     }
 }
 
-const CONTENDERS: &[&str] = &["cuedeck", "naive", "regex", "daachorse"];
+const CONTENDERS: &[&str] = &[
+    "cuedeck",
+    "naive",
+    "regex",
+    "regex_raw",
+    "aho_corasick",
+    "daachorse",
+];
 
-/// Every contender but regex finds exactly the same cards; regex a subset.
-fn check_agreement(f: &Fixture, corpus: &[String]) -> [usize; 4] {
-    let mut totals = [0; 4];
+/// Every contender but the regexes finds exactly the same cards, in the same order.
+fn check_agreement(f: &Fixture, corpus: &[String]) -> [usize; 6] {
+    let mut totals = [0; 6];
     for u in corpus {
         let mut sets: Vec<Vec<u32>> = Vec::new();
+        let mut ordered: Vec<Vec<u32>> = Vec::new();
         for (i, c) in CONTENDERS.iter().enumerate() {
             let mut s = Scratch::default();
             totals[i] += f.run(c, u, &mut s);
+            ordered.push(s.cards.clone());
             let mut cards = s.cards.clone();
             cards.sort_unstable();
             cards.dedup();
             sets.push(cards);
         }
         assert_eq!(sets[0], sets[1], "cuedeck and naive disagree on {u:?}");
-        assert_eq!(sets[0], sets[3], "cuedeck and daachorse disagree on {u:?}");
+        assert_eq!(
+            ordered[0], ordered[4],
+            "cuedeck and aho-corasick differ on {u:?}"
+        );
+        assert_eq!(sets[0], sets[5], "cuedeck and daachorse disagree on {u:?}");
         assert!(
             sets[2].iter().all(|c| sets[0].contains(c)),
             "regex found a card cuedeck did not on {u:?}"
@@ -229,7 +296,9 @@ fn criterion_groups(c: &mut Criterion, fixtures: &[(&str, Fixture)], corpus: &[S
         group.warm_up_time(Duration::from_secs(1));
         group.measurement_time(Duration::from_secs(3));
         for which in CONTENDERS {
-            if *which == "regex" && f.regex.is_none() {
+            if (*which == "regex" && f.regex.is_none())
+                || (*which == "regex_raw" && f.regex_raw.is_none())
+            {
                 continue;
             }
             group.bench_function(BenchmarkId::from_parameter(which), |b| {
@@ -274,15 +343,17 @@ fn summary(fixtures: &[(&str, Fixture)], corpus: &[String]) {
         bytes as f64 / corpus.len() as f64
     );
     println!(
-        "\n{:>6} {:>10} {:>11} {:>11} {:>11} {:>10}  hits on corpus (cards)",
+        "\n{:>7} {:>12} {:>11} {:>11} {:>11} {:>10}  hits on corpus (cards)",
         "phrases", "contender", "p50 ns", "p99 ns", "mean ns", "vs cuedeck"
     );
     for (label, f) in fixtures {
         let totals = check_agreement(f, corpus);
         let mut medians = Vec::new();
         for (i, which) in CONTENDERS.iter().enumerate() {
-            if *which == "regex" && f.regex.is_none() {
-                println!("{label:>7} {which:>10}  (not built)");
+            if (*which == "regex" && f.regex.is_none())
+                || (*which == "regex_raw" && f.regex_raw.is_none())
+            {
+                println!("{label:>7} {which:>12}  (not built)");
                 medians.push(f64::NAN);
                 continue;
             }
@@ -298,25 +369,34 @@ fn summary(fixtures: &[(&str, Fixture)], corpus: &[String]) {
                 format!("{:.1}x", p50 / medians[0])
             };
             println!(
-                "{label:>7} {which:>10} {p50:>11.0} {p99:>11.0} {mean:>11.0} {ratio:>10}  {}",
+                "{label:>7} {which:>12} {p50:>11.0} {p99:>11.0} {mean:>11.0} {ratio:>10}  {}",
                 totals[i]
             );
         }
     }
     println!(
-        "\n{:>7} {:>14} {:>16} {:>16} {:>14} {:>14}",
-        "phrases", "cuedeck bytes", "daachorse bytes", "matcher build", "regex build", "daac build"
+        "\n{:>7} {:>14} {:>14} {:>16} {:>14} {:>12} {:>12} {:>12}",
+        "phrases",
+        "cuedeck bytes",
+        "ac bytes",
+        "daachorse bytes",
+        "matcher build",
+        "regex build",
+        "ac build",
+        "daac build"
     );
     for (label, f) in fixtures {
         let started = Instant::now();
         let m = Matcher::build(&f.library).expect("matcher");
         let build = started.elapsed();
         println!(
-            "{label:>7} {:>14} {:>16} {:>13.1} ms {:>11.1} ms {:>11.1} ms",
+            "{label:>7} {:>14} {:>14} {:>16} {:>11.1} ms {:>9.1} ms {:>9.1} ms {:>9.1} ms",
             m.automaton_bytes(),
+            f.ac.memory_usage(),
             f.daac.heap_bytes(),
             build.as_secs_f64() * 1e3,
             f.regex_build.as_secs_f64() * 1e3,
+            f.ac_build.as_secs_f64() * 1e3,
             f.daac_build.as_secs_f64() * 1e3,
         );
     }

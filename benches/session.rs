@@ -101,8 +101,7 @@ impl Conn {
                     self.start = Some(start);
                 }
                 ClientMsg::Transcript(t) => {
-                    let (Some(session), Some(start)) = (self.session.as_mut(), &self.start)
-                    else {
+                    let (Some(session), Some(start)) = (self.session.as_mut(), &self.start) else {
                         continue;
                     };
                     let u = Utterance {

@@ -11,7 +11,7 @@
 //!
 //! - [`library`] — a directory of YAML files → an immutable, validated [`library::Library`]
 //!   (every error reported with file:line:col).
-//! - [`matcher`] — text normalization and one Aho-Corasick automaton over every phrase;
+//! - [`matcher`] — text normalization and one automaton (a trie over word ids) over every phrase;
 //!   whole-word, overlapping matches; phrase → (card, role).
 //! - [`rules`] — card eligibility: speaker, `all` groups, `unless`, time range, call context.
 //! - [`experiment`] — sticky, stateless variant assignment (GrowthBook hash v2).
