@@ -46,6 +46,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
 #[derive(Parser)]
 #[command(about = "Open-loop WebSocket load generator for cuedeck (loopback only)")]
 struct Cli {
@@ -59,6 +62,8 @@ enum Command {
     Run(RunArgs),
     /// Hold N idle calls; report memory per connection.
     Idle(IdleArgs),
+    /// Write a generated card library (N phrases, files under 1 MiB) for reload tests.
+    Cards(CardsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +107,20 @@ struct RunArgs {
     /// Send SIGHUP (library reload) to the server every this many seconds.
     #[arg(long)]
     reload_every: Option<u64>,
+    /// Write every card received as `slot generation card_id t_ms`, sorted, to this file:
+    /// two runs of the same schedule must give the same file (nothing lost or duplicated).
+    #[arg(long)]
+    card_log: Option<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct CardsArgs {
+    /// Phrases to generate (2–4 words each, 10 per card, seeded).
+    #[arg(long, default_value_t = 100_000)]
+    phrases: usize,
+    /// Directory to write `generated-NN.yaml` files into (created).
+    #[arg(long)]
+    out: std::path::PathBuf,
 }
 
 #[derive(Args)]
@@ -198,6 +217,7 @@ struct Results {
     connect_errors: AtomicU64,
     unexpected_closes: AtomicU64,
     calls_started: AtomicU64,
+    card_log: Option<Mutex<Vec<String>>>,
     dispatch_dropped: AtomicU64,
 }
 
@@ -219,6 +239,7 @@ impl Results {
             unexpected_closes: AtomicU64::new(0),
             calls_started: AtomicU64::new(0),
             dispatch_dropped: AtomicU64::new(0),
+            card_log: None,
         }
     }
 
@@ -283,8 +304,14 @@ fn source_ip(i: usize, k: u8) -> Ipv4Addr {
 
 /// What a text frame from the server says, for the load generator's purposes.
 enum Reply {
-    Card { t_ms: u64, engine_us: u64 },
-    Echo { t_ms: Option<u64> },
+    Card {
+        t_ms: u64,
+        engine_us: u64,
+        card_id: String,
+    },
+    Echo {
+        t_ms: Option<u64>,
+    },
     Ready,
     Error,
     Other,
@@ -303,6 +330,7 @@ fn parse_reply(text: &str, echo: bool) -> Reply {
         Some("card") => Reply::Card {
             t_ms: v["trigger"]["t_ms"].as_u64().unwrap_or(u64::MAX),
             engine_us: v["engine_us"].as_u64().unwrap_or(0),
+            card_id: v["card_id"].as_str().unwrap_or_default().to_string(),
         },
         Some("ready") => Reply::Ready,
         Some("error") => Reply::Error,
@@ -402,8 +430,12 @@ async fn call_task(ctx: CallCtx, mut ticks: mpsc::UnboundedReceiver<Instant>) {
                     let now = Instant::now();
                     match msg {
                         Some(Ok(Message::Text(text))) => match parse_reply(text.as_str(), ctx.echo) {
-                            Reply::Card { t_ms, engine_us } => {
+                            Reply::Card { t_ms, engine_us, card_id } => {
                                 bump(&r.cards);
+                                if let Some(log) = &r.card_log {
+                                    let line = format!("{} {generation} {card_id} {t_ms}", ctx.id);
+                                    log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                                }
                                 if let Some(&intended) = pending.get(&t_ms) {
                                     Results::record(&r.rtt, (now - intended).as_micros() as u64);
                                     Results::record(&r.engine, engine_us);
@@ -446,8 +478,16 @@ async fn call_task(ctx: CallCtx, mut ticks: mpsc::UnboundedReceiver<Instant>) {
                 Ok(Some(Ok(Message::Text(text)))) => {
                     let now = Instant::now();
                     match parse_reply(text.as_str(), ctx.echo) {
-                        Reply::Card { t_ms, engine_us } => {
+                        Reply::Card {
+                            t_ms,
+                            engine_us,
+                            card_id,
+                        } => {
                             bump(&r.cards);
+                            if let Some(log) = &r.card_log {
+                                let line = format!("{} {generation} {card_id} {t_ms}", ctx.id);
+                                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+                            }
                             if let Some(&intended) = pending.get(&t_ms) {
                                 Results::record(&r.rtt, (now - intended).as_micros() as u64);
                                 Results::record(&r.engine, engine_us);
@@ -681,7 +721,11 @@ fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     let t0 = Instant::now() + Duration::from_secs(1);
     let measure_from = t0 + Duration::from_secs(args.warmup);
     let total = ((args.warmup + args.duration) as f64 * args.rate * args.calls as f64) as u64;
-    let results = Arc::new(Results::new(measure_from));
+    let mut results = Results::new(measure_from);
+    if args.card_log.is_some() {
+        results.card_log = Some(Mutex::new(Vec::new()));
+    }
+    let results = Arc::new(results);
 
     let run_id = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -769,6 +813,12 @@ fn run(args: RunArgs) -> Result<serde_json::Value, String> {
         (wall, sent, own, server_cpu, m0, m1, reloads)
     });
     let (wall, sent, own, server_cpu, m0, m1, reloads) = report;
+    if let (Some(path), Some(log)) = (&args.card_log, &results.card_log) {
+        let mut lines = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        lines.sort();
+        std::fs::write(path, lines.join("\n") + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let late_max = pacer.join().map_err(|_| "pacer panicked")?;
     runtime.shutdown_timeout(Duration::from_secs(2));
 
@@ -958,6 +1008,34 @@ fn idle(args: IdleArgs) -> Result<serde_json::Value, String> {
     Ok(report)
 }
 
+// ---------------------------------------------------------------------------------------
+// cards
+
+fn cards(args: CardsArgs) -> Result<serde_json::Value, String> {
+    if args.phrases == 0 || args.phrases > 1_000_000 {
+        return Err("phrases must be 1..=1000000".into());
+    }
+    let yaml = common::library_yaml(&common::phrases(args.phrases, common::SEED));
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    // Split at card boundaries into files well under the library's 1 MiB per-file limit.
+    let mut files = Vec::new();
+    let mut current = String::new();
+    for card in yaml.split_inclusive("  body: generated\n") {
+        if current.len() + card.len() > 512 * 1024 {
+            files.push(std::mem::take(&mut current));
+        }
+        current.push_str(card);
+    }
+    if !current.is_empty() {
+        files.push(current);
+    }
+    for (i, text) in files.iter().enumerate() {
+        let path = args.out.join(format!("generated-{i:02}.yaml"));
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(serde_json::json!({ "mode": "cards", "phrases": args.phrases, "files": files.len() }))
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let (result, json_path) = match cli.command {
@@ -969,6 +1047,7 @@ fn main() -> std::process::ExitCode {
             let p = a.json.clone();
             (idle(a), p)
         }
+        Command::Cards(a) => (cards(a), None),
     };
     match result {
         Ok(report) => {

@@ -5,7 +5,7 @@
 #
 #   scripts/loadtest.sh                 # everything (about 25 minutes)
 #   QUICK=1 scripts/loadtest.sh         # short runs (about 5 minutes)
-#   IDLE_MAX=100000 scripts/loadtest.sh # also hold 100,000 idle calls
+#   IDLE_MAX=19000 scripts/loadtest.sh  # also hold that many idle calls (nofile permitting)
 #
 # Needs: cargo build --release --bin cuedeck --example loadgen --example echo_server.
 # Raising the hard nofile limit needs root; without it the runs are capped by the limit.
@@ -41,7 +41,7 @@ trap cleanup EXIT
 start_cuedeck() {
   rm -f "$work"/db*
   RUST_LOG=warn "$bin/cuedeck" serve --config "$work/cuedeck.toml" --listen "127.0.0.1:$port" \
-    --db "sqlite://$work/db" --cards "$root/battlecards" --no-watch >"$work/server.log" 2>&1 &
+    --db "sqlite://$work/db" --cards "${1:-$root/battlecards}" --no-watch >"$work/server.log" 2>&1 &
   server_pid=$!
   pids+=("$server_pid")
   for _ in $(seq 50); do
@@ -96,6 +96,26 @@ start_echo
 lg idle --url "ws://127.0.0.1:$echo_port/" --echo --calls 5000 --server-pid "$echo_pid" \
   --json "$out/idle-echo-5000.json"
 stop_echo
+
+# Hot reload of a 100k-phrase library under load: the same schedule without and with a
+# SIGHUP every 10 s on fresh servers; the logs of cards received must be identical.
+mkdir -p "$work/cards100k"
+cp "$root"/battlecards/*.yaml "$work/cards100k/"
+"$bin/examples/loadgen" cards --phrases 100000 --out "$work/cards100k" >/dev/null
+for mode in steady reload; do
+  extra=()
+  [ "$mode" = reload ] && extra=(--reload-every 10)
+  start_cuedeck "$work/cards100k"
+  lg run --url "ws://127.0.0.1:$port/v1/stream" --calls 1000 --rate 3 --duration "$((dur * 2))" \
+    --warmup "$warm" --server-pid "$server_pid" --card-log "$work/cards-$mode.txt" \
+    --json "$out/reload100k-$mode.json" "${extra[@]}"
+  stop_cuedeck
+done
+if cmp -s "$work/cards-steady.txt" "$work/cards-reload.txt"; then same=true; else same=false; fi
+printf '{"mode":"reload-compare","cards_steady":%s,"cards_reload":%s,"identical":%s,"only_steady":%s,"only_reload":%s}\n' \
+  "$(wc -l <"$work/cards-steady.txt")" "$(wc -l <"$work/cards-reload.txt")" "$same" \
+  "$(comm -23 "$work/cards-steady.txt" "$work/cards-reload.txt" | wc -l)" \
+  "$(comm -13 "$work/cards-steady.txt" "$work/cards-reload.txt" | wc -l)" >"$out/reload100k-compare.json"
 
 if [ "$idle_max" -gt 0 ]; then
   start_cuedeck
