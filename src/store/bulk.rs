@@ -95,22 +95,7 @@ impl Store {
             );
             let mut q = sqlx::query(sql);
             for e in chunk {
-                q = q
-                    .bind(&e.display_id)
-                    .bind(&e.ts)
-                    .bind(&e.call_id)
-                    .bind(&e.deal_id)
-                    .bind(&e.rep_id)
-                    .bind(&e.card_id)
-                    .bind(&e.experiment_key)
-                    .bind(&e.variant)
-                    .bind(e.shown)
-                    .bind(&e.reason)
-                    .bind(&e.phrase)
-                    .bind(&e.speaker)
-                    .bind(&e.segment_id)
-                    .bind(e.engine_us)
-                    .bind(&e.library_version);
+                q = super::bind_exposure(q, e);
             }
             q.execute(&mut *tx)
                 .await

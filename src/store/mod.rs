@@ -277,6 +277,28 @@ const SELECT_OUTCOMES_BY_DEAL: &str = "SELECT deal_id, outcome, amount, currency
      received_at FROM outcomes WHERE deal_id = $1 ORDER BY received_at, id";
 
 /// A no-op write: fails on a read-only database or replica, waits on a held write lock.
+/// A query on the Any driver, as the store builds them.
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds an exposure's columns in the order of the `exposures` table.
+pub(crate) fn bind_exposure<'q>(q: AnyQuery<'q>, e: &'q ExposureRow) -> AnyQuery<'q> {
+    q.bind(&e.display_id)
+        .bind(&e.ts)
+        .bind(&e.call_id)
+        .bind(&e.deal_id)
+        .bind(&e.rep_id)
+        .bind(&e.card_id)
+        .bind(&e.experiment_key)
+        .bind(&e.variant)
+        .bind(e.shown)
+        .bind(&e.reason)
+        .bind(&e.phrase)
+        .bind(&e.speaker)
+        .bind(&e.segment_id)
+        .bind(e.engine_us)
+        .bind(&e.library_version)
+}
+
 const PING: &str = "UPDATE calls SET ended_at = ended_at WHERE 1 = 0";
 
 fn exposure_from_row(row: &AnyRow) -> Result<ExposureRow, sqlx::Error> {
@@ -405,22 +427,7 @@ impl Store {
         for record in records {
             match record {
                 Record::Exposure(e) => {
-                    let done = sqlx::query(INSERT_EXPOSURE)
-                        .bind(&e.display_id)
-                        .bind(&e.ts)
-                        .bind(&e.call_id)
-                        .bind(&e.deal_id)
-                        .bind(&e.rep_id)
-                        .bind(&e.card_id)
-                        .bind(&e.experiment_key)
-                        .bind(&e.variant)
-                        .bind(e.shown)
-                        .bind(&e.reason)
-                        .bind(&e.phrase)
-                        .bind(&e.speaker)
-                        .bind(&e.segment_id)
-                        .bind(e.engine_us)
-                        .bind(&e.library_version)
+                    let done = bind_exposure(sqlx::query(INSERT_EXPOSURE), e)
                         .execute(&mut *tx)
                         .await
                         .map_err(query_err("exposure insert"))?;
