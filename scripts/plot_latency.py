@@ -87,9 +87,11 @@ def plot(runs, out, title):
         label = f"{decade / 1000:g} ms" if decade >= 1000 else f"{decade:g} µs"
         svg.append(f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
         decade *= 10
-    ticks = 5
-    for i in range(ticks + 1):
-        xv = x_max * i / ticks
+    raw = x_max / 5
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    for i in range(int(x_max // step) + 1):
+        xv = step * i
         x = sx(xv)
         svg.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + ph}" stroke="#eee"/>')
         svg.append(f'<text x="{x:.1f}" y="{TOP + ph + 18}" text-anchor="middle">{xv:,.0f}</text>')

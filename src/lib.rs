@@ -69,6 +69,10 @@
 //!   share every migration and query string.
 //! - The YAML is read into a located tree first (`library::yaml`) and checked by hand
 //!   (`library::schema`), so every error in a file is reported, not just the first.
+//! - The matcher is a trie over word ids instead of a byte-level Aho-Corasick automaton:
+//!   normalized text is single-space-separated words, so the two give identical results
+//!   (a proptest compares them), and the word trie measured faster at 1k–100k phrases,
+//!   about 4× smaller and up to 5× quicker to build (BENCH.md).
 
 pub mod backtest;
 pub mod cli;

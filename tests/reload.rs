@@ -57,7 +57,9 @@ async fn reload_endpoint_swaps_a_valid_library_and_keeps_live_calls() {
     send(&mut ws, r#"{"type":"end"}"#).await;
     let (frames, _) = drain(&mut ws).await;
     assert!(frames.is_empty(), "{frames:?}");
-    let store = server.shutdown().await.store;
+    // Keep `stopped` (it owns the SQLite file's temporary directory) while reading.
+    let stopped = server.shutdown().await;
+    let store = &stopped.store;
     let rows = store.exposures(Some("c-reload")).await.unwrap();
     let got: Vec<(String, String)> = rows
         .iter()

@@ -347,7 +347,9 @@ async fn a_reconnect_within_the_grace_period_resumes_cooldowns() {
     send(&mut ws, r#"{"type":"end"}"#).await;
     let (frames, _) = drain(&mut ws).await;
     assert!(frames.is_empty(), "{frames:?}");
-    let store = server.shutdown().await.store;
+    // Keep `stopped` (it owns the SQLite file's temporary directory) while reading.
+    let stopped = server.shutdown().await;
+    let store = &stopped.store;
     let rows = store.exposures(Some("c-re")).await.unwrap();
     let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
     assert_eq!(reasons, ["shown", "cooldown"]);
