@@ -25,7 +25,7 @@ use cuedeck::library::Library;
 use cuedeck::protocol::adapters::{Adapter, CallSetup, Format};
 use cuedeck::protocol::{self, CardMsg, ClientMsg, ServerMsg};
 use cuedeck::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
-use cuedeck::store::{ExposureRow, now_rfc3339};
+use cuedeck::store::ExposureRow;
 
 /// A demo call as a partial-heavy native stream.
 fn partial_stream(jsonl: &str) -> Vec<String> {
@@ -131,23 +131,8 @@ impl Conn {
                             bytes += frame.len();
                         }
                         let info = session.info();
-                        let row = ExposureRow {
-                            display_id,
-                            ts: now_rfc3339(),
-                            call_id: info.call_id.clone(),
-                            deal_id: info.deal_id.clone(),
-                            rep_id: info.rep_id.clone(),
-                            card_id: d.card.id.clone(),
-                            experiment_key: d.experiment_key().map(str::to_string),
-                            variant: d.variant_id().map(str::to_string),
-                            shown: d.shown(),
-                            reason: d.reason.as_str().to_string(),
-                            phrase: d.phrase.to_string(),
-                            speaker: d.speaker.as_str().to_string(),
-                            segment_id: d.segment_id.to_string(),
-                            engine_us: engine_us as i64,
-                            library_version: version.to_string(),
-                        };
+                        let row =
+                            ExposureRow::from_decision(info, d, display_id, engine_us, version);
                         black_box(row);
                     }
                 }

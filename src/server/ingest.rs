@@ -320,23 +320,7 @@ impl Ingest {
                 Arc::<str>::from(ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json())
             });
             let info = live.session.info();
-            let row = ExposureRow {
-                display_id,
-                ts: now_rfc3339(),
-                call_id: info.call_id.clone(),
-                deal_id: info.deal_id.clone(),
-                rep_id: info.rep_id.clone(),
-                card_id: d.card.id.clone(),
-                experiment_key: d.experiment_key().map(str::to_string),
-                variant: d.variant_id().map(str::to_string),
-                shown: d.shown(),
-                reason: d.reason.as_str().to_string(),
-                phrase: d.phrase.to_string(),
-                speaker: d.speaker.as_str().to_string(),
-                segment_id: d.segment_id.to_string(),
-                engine_us: engine_us as i64,
-                library_version: version.to_string(),
-            };
+            let row = ExposureRow::from_decision(info, d, display_id, engine_us, version);
             // Logged at the decision point, before the card goes out: a shown card always
             // has its exposure row.
             if let Err(error) = self.store.send(Record::Exposure(row)).await {

@@ -277,6 +277,35 @@ const SELECT_OUTCOMES_BY_DEAL: &str = "SELECT deal_id, outcome, amount, currency
      received_at FROM outcomes WHERE deal_id = $1 ORDER BY received_at, id";
 
 /// A no-op write: fails on a read-only database or replica, waits on a held write lock.
+impl ExposureRow {
+    /// The row logged for one decision of a call, stamped now.
+    pub fn from_decision(
+        info: &crate::session::CallInfo,
+        d: &crate::session::Decision,
+        display_id: String,
+        engine_us: u64,
+        library_version: &str,
+    ) -> ExposureRow {
+        ExposureRow {
+            display_id,
+            ts: now_rfc3339(),
+            call_id: info.call_id.clone(),
+            deal_id: info.deal_id.clone(),
+            rep_id: info.rep_id.clone(),
+            card_id: d.card.id.clone(),
+            experiment_key: d.experiment_key().map(str::to_string),
+            variant: d.variant_id().map(str::to_string),
+            shown: d.shown(),
+            reason: d.reason.as_str().to_string(),
+            phrase: d.phrase.to_string(),
+            speaker: d.speaker.as_str().to_string(),
+            segment_id: d.segment_id.to_string(),
+            engine_us: engine_us as i64,
+            library_version: library_version.to_string(),
+        }
+    }
+}
+
 /// A query on the Any driver, as the store builds them.
 pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
