@@ -1,6 +1,6 @@
 //! Faults: the store goes away at run time. Cards keep flowing, exposures wait in the
 //! bounded queue, `/readyz` says so, and everything is written once the store is back.
-//! Two nodes share one PostgreSQL database.
+//! SQLite meets a full disk. Two nodes share one PostgreSQL database.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +84,47 @@ fn metric(text: &str, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {series}"))
 }
 
+/// Streams the new-deal demo call; returns the display ids of the 9 cards it raised.
+async fn demo_call_cards(server: &TestServer) -> Vec<String> {
+    let call = demo_call("demo-new-deal.jsonl");
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    for line in call.lines().filter(|l| !l.trim().is_empty()) {
+        send(&mut ws, line).await;
+    }
+    let (frames, close) = drain(&mut ws).await;
+    assert_eq!(close.map(|c| c.0), Some(1000));
+    let cards: Vec<String> = frames
+        .iter()
+        .filter(|f| f["type"] == "card")
+        .map(|f| f["display_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cards.len(), 9, "every card reaches the rep");
+    cards
+}
+
+/// Waits (up to 15 s: the writer's backoff reaches 5 s) until `n` exposures are written.
+async fn wait_until_written(server: &TestServer, n: usize) {
+    let mut written = 0;
+    for _ in 0..150 {
+        let text = http_get(server.addr, "/metrics".into()).await;
+        written = metric(&text, "cuedeck_exposures_written_total");
+        if written as usize == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{written} of {n} buffered exposures written");
+}
+
+/// The display ids of the demo call's stored `shown` exposures, in order.
+async fn shown_display_ids(store: &cuedeck::store::Store) -> Vec<String> {
+    let rows = store.exposures(Some("demo-new-deal-1")).await.unwrap();
+    rows.into_iter()
+        .filter(|r| r.shown)
+        .map(|r| r.display_id)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outage_buffers_exposures_and_cards_keep_flowing() {
     let Some(db) = postgres_database().await else {
@@ -107,49 +148,17 @@ async fn postgres_outage_buffers_exposures_and_cards_keep_flowing() {
     assert!(body.contains("store not writable"), "{body}");
 
     // A whole call during the outage: every card still reaches the rep.
-    let call = demo_call("demo-new-deal.jsonl");
-    let lines: Vec<&str> = call.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut ws = connect(&server.url("/v1/stream")).await;
-    for line in &lines {
-        send(&mut ws, line).await;
-    }
-    let (frames, close) = drain(&mut ws).await;
-    assert_eq!(close.map(|c| c.0), Some(1000));
-    let cards: Vec<String> = frames
-        .iter()
-        .filter(|f| f["type"] == "card")
-        .map(|f| f["display_id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(cards.len(), 9);
+    let cards = demo_call_cards(&server).await;
     let text = http_get(server.addr, "/metrics".into()).await;
     assert_eq!(metric(&text, "cuedeck_exposures_written_total"), 0);
     assert_eq!(metric(&text, "cuedeck_store_up"), 0);
 
     proxy.restore();
-    let mut written = 0;
-    for _ in 0..100 {
-        let text = http_get(server.addr, "/metrics".into()).await;
-        written = metric(&text, "cuedeck_exposures_written_total");
-        if written as usize == cards.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        written as usize,
-        cards.len(),
-        "every buffered exposure was written"
-    );
+    wait_until_written(&server, cards.len()).await;
     let (code, _) = http_request(server.addr, "GET", "/readyz", None, None).await;
     assert_eq!(code, 200);
     let store = server.shutdown().await.store;
-    let rows = store.exposures(Some("demo-new-deal-1")).await.unwrap();
-    let stored: Vec<&str> = rows
-        .iter()
-        .filter(|r| r.shown)
-        .map(|r| r.display_id.as_str())
-        .collect();
-    assert_eq!(stored, cards);
+    assert_eq!(shown_display_ids(&store).await, cards);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,4 +230,124 @@ async fn two_nodes_share_one_postgres_database() {
         assert_eq!(arms[0], arms[1]);
         assert!(arms[0].is_some());
     }
+}
+
+/// A small tmpfs mounted for one test, so SQLite meets a really full disk. Mounting needs
+/// root (`CAP_SYS_ADMIN`): without it, `None` with a printed reason, or a failure under
+/// CI=true (CI runs as root).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: u64) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes}"),
+                "cuedeck-test",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        match status {
+            Ok(out) if out.status.success() => Some(SmallDisk { dir }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "mounting a tmpfs is required under CI=true: {why}"
+                );
+                eprintln!("skipped: cannot mount a tmpfs to fill ({why}); run as root");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the disk refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("create filler");
+        let chunk = vec![0u8; 16 * 1024];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(28), "ENOSPC expected: {e}");
+                    break;
+                }
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_disk_full_buffers_exposures_until_space_returns() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let Some(disk) = SmallDisk::mount(4 << 20) else {
+        return;
+    };
+    let db = format!("sqlite://{}", disk.path().join("cuedeck.db").display());
+    let server = TestServer::start_with(
+        &bundled_cards(),
+        Limits::default(),
+        Tokens::default(),
+        Some(db),
+    )
+    .await;
+    let (code, _) = http_request(server.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 200);
+
+    let filler = disk.fill();
+    let cards = demo_call_cards(&server).await;
+
+    // The writer has met SQLITE_FULL and keeps the batch.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = http_get(server.addr, "/metrics".into()).await;
+        if metric(&text, "cuedeck_store_write_failures_total") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metric(&text, "cuedeck_store_write_failures_total") > 0,
+        "{text}"
+    );
+    assert_eq!(metric(&text, "cuedeck_exposures_written_total"), 0);
+    assert_eq!(metric(&text, "cuedeck_store_up"), 0);
+    let (code, body) = http_request(server.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("store not writable"), "{body}");
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    wait_until_written(&server, cards.len()).await;
+    let (code, body) = http_request(server.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 200, "{body}");
+
+    let stopped = server.shutdown().await;
+    assert_eq!(shown_display_ids(&stopped.store).await, cards);
+    stopped.store.close().await;
 }

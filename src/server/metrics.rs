@@ -116,6 +116,7 @@ pub struct Snapshot {
     pub calls_held: u64,
     pub store_queue_depth: u64,
     pub exposures_written: u64,
+    pub store_write_failures: u64,
     pub reloads_ok: u64,
     pub reloads_error: u64,
     pub auth_failures: u64,
@@ -231,8 +232,15 @@ pub fn render(m: &Metrics, s: &Snapshot) -> String {
         &mut out,
         "cuedeck_store_up",
         "gauge",
-        "1 when the store answered the last check.",
+        "1 when the store took the writer's last batch and answered the last check.",
         u64::from(s.store_ok),
+    );
+    single(
+        &mut out,
+        "cuedeck_store_write_failures_total",
+        "counter",
+        "Batch writes that failed and were kept for a retry (every attempt counts).",
+        s.store_write_failures,
     );
     single(
         &mut out,

@@ -163,12 +163,14 @@ impl AppState {
             .max_frame_size(Some(max))
     }
 
-    /// Whether the store answers a write within two seconds.
+    /// Whether the store takes writes: the writer's last attempt did not fail (a full disk
+    /// still answers the ping below) and it answers a write within two seconds.
     pub async fn store_ok(&self) -> bool {
-        matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
-            Ok(Ok(()))
-        )
+        !self.writer_stats.failing()
+            && matches!(
+                tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await,
+                Ok(Ok(()))
+            )
     }
 
     /// Current values for `/metrics`.
@@ -181,6 +183,7 @@ impl AppState {
             calls_held: self.calls.len() as u64,
             store_queue_depth: self.writer_stats.queue_depth() as u64,
             exposures_written: self.writer_stats.written(),
+            store_write_failures: self.writer_stats.write_failures(),
             reloads_ok: load(&self.stats.reloads_ok),
             reloads_error: load(&self.stats.reloads_error),
             auth_failures: load(&self.stats.auth_failures),

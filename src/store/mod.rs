@@ -21,7 +21,7 @@
 //!   succeeds. Exposure and feedback inserts are idempotent, so a retried batch is safe.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -447,9 +447,25 @@ impl Store {
 
     /// Writes the records in one transaction; returns how many exposure rows were new.
     async fn write_batch_counted(&self, records: &[Record]) -> Result<u64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(query_err("connect"))?;
+        let result = self.write_on(&mut conn, records).await;
+        if result.is_err() {
+            // A failed COMMIT (SQLITE_FULL, a dropped link) can leave the connection inside
+            // a transaction it no longer tracks; every later BEGIN on it would fail. A fresh
+            // connection is the safe retry.
+            conn.close_on_drop();
+        }
+        result
+    }
+
+    async fn write_on(
+        &self,
+        conn: &mut AnyConnection,
+        records: &[Record],
+    ) -> Result<u64, StoreError> {
         let mut tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => conn.begin().await,
         }
         .map_err(query_err("begin"))?;
         let mut exposures = 0;
@@ -625,12 +641,24 @@ impl Store {
 /// everything queued is written; [`WriterTask::finish`] waits for that.
 pub fn spawn_writer(store: Store, capacity: usize) -> (StoreHandle, WriterTask) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    let written = Arc::new(AtomicU64::new(0));
-    let join = tokio::spawn(run_writer(store, rx, Arc::clone(&written)));
-    (StoreHandle { tx, written }, WriterTask { join })
+    let counters = Arc::new(Counters::default());
+    let join = tokio::spawn(run_writer(store, rx, Arc::clone(&counters)));
+    (StoreHandle { tx, counters }, WriterTask { join })
 }
 
-async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, written: Arc<AtomicU64>) -> u64 {
+/// What the writer reports about itself, shared with its handles.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Exposure rows written.
+    written: AtomicU64,
+    /// Batch writes that failed (each retry counts).
+    failures: AtomicU64,
+    /// Whether the batch in hand has failed and not yet been written: the store is
+    /// reachable for reads perhaps, but not taking writes (disk full, schema broken).
+    failing: AtomicBool,
+}
+
+async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, counters: Arc<Counters>) -> u64 {
     let mut total = 0u64;
     let mut batch = Vec::with_capacity(MAX_EXTRA_PER_BATCH + 1);
     while let Some(first) = rx.recv().await {
@@ -645,11 +673,14 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, written: Arc<A
         loop {
             match store.write_batch_counted(&batch).await {
                 Ok(exposures) => {
-                    written.fetch_add(exposures, Ordering::Relaxed);
+                    counters.written.fetch_add(exposures, Ordering::Relaxed);
+                    counters.failing.store(false, Ordering::Relaxed);
                     total += batch.len() as u64;
                     break;
                 }
                 Err(error) => {
+                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                    counters.failing.store(true, Ordering::Relaxed);
                     tracing::error!(
                         %error,
                         records = batch.len(),
@@ -672,7 +703,7 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, written: Arc<A
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Record>,
-    written: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl StoreHandle {
@@ -688,14 +719,14 @@ impl StoreHandle {
 
     /// Exposure rows written so far (duplicates of an existing display id not counted).
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.counters.written.load(Ordering::Relaxed)
     }
 
     /// A read-only view of the counters that does not keep the writer alive.
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             tx: self.tx.downgrade(),
-            written: Arc::clone(&self.written),
+            counters: Arc::clone(&self.counters),
         }
     }
 }
@@ -705,7 +736,7 @@ impl StoreHandle {
 #[derive(Debug, Clone)]
 pub struct WriterStats {
     tx: mpsc::WeakSender<Record>,
-    written: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl WriterStats {
@@ -718,7 +749,17 @@ impl WriterStats {
 
     /// Exposure rows written so far.
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.counters.written.load(Ordering::Relaxed)
+    }
+
+    /// Batch writes that failed so far (every retry counts).
+    pub fn write_failures(&self) -> u64 {
+        self.counters.failures.load(Ordering::Relaxed)
+    }
+
+    /// Whether the writer's current batch has failed and is waiting to be retried.
+    pub fn failing(&self) -> bool {
+        self.counters.failing.load(Ordering::Relaxed)
     }
 }
 
