@@ -1,5 +1,5 @@
 //! Matching one ~90-byte utterance against 1k, 10k and 100k generated trigger phrases:
-//! cuedeck's matcher (normalize + Aho-Corasick + phrase → card lookup) against three
+//! cuedeck's matcher (normalize and match in one pass, then phrase → card lookup) against
 //! baselines measured in the same group and on the same input:
 //!
 //! - `naive`: the same normalization, then a whole-word `contains(" phrase ")` per phrase;
@@ -128,9 +128,8 @@ impl Fixture {
 
     /// cuedeck: normalize, find every phrase, look up the cards that use each.
     fn cuedeck(&self, u: &str, s: &mut Scratch) -> usize {
-        normalize_into(u, &mut s.text);
         s.hits.clear();
-        self.matcher.find(&s.text, &mut s.hits);
+        self.matcher.normalize_and_find(u, &mut s.text, &mut s.hits);
         s.cards.clear();
         for &p in &s.hits {
             s.cards

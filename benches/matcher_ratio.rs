@@ -43,9 +43,8 @@ fn main() -> ExitCode {
         let mut n = 0;
         for _ in 0..20 {
             for u in &corpus {
-                normalize_into(black_box(u), &mut text);
                 hits.clear();
-                matcher.find(&text, &mut hits);
+                matcher.normalize_and_find(black_box(u), &mut text, &mut hits);
                 for &p in &hits {
                     n += matcher.targets(p).len();
                 }

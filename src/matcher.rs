@@ -18,6 +18,11 @@
 //! fraction of the memory and build time, and faster, because it takes one step per word
 //! instead of one per byte. BENCH.md has the measurements.
 //!
+//! [`Matcher::normalize_and_find`] does both jobs in one pass over the text: each word is
+//! looked up as soon as the normalizer completes it. Words are hashed and compared with
+//! fixed-size loads (nearly all are at most 8 bytes), and spans of words and single spaces
+//! are copied at once, so a ~90-byte utterance costs a few hundred nanoseconds.
+//!
 //! One automaton holds every distinct phrase of every card; each pattern maps to the
 //! `(card, role)` pairs that use it. The matcher is pure and synchronous.
 
@@ -26,35 +31,69 @@ use crate::library::Library;
 /// Normalizes `text` into `out` (cleared first). The result always starts and ends with a
 /// space; text with no letters or digits normalizes to a single space.
 pub fn normalize_into(text: &str, out: &mut String) {
+    normalize_with(text, out, |_| {});
+}
+
+/// [`normalize_into`], calling `on_word` with each output word as soon as it is complete,
+/// so that matching can run in the same pass (no second scan for the spaces).
+#[inline(always)]
+fn normalize_with(text: &str, out: &mut String, mut on_word: impl FnMut(&[u8])) {
     out.clear();
     out.reserve(text.len() + 2);
     out.push(' ');
+    let mut word_start = out.len();
     let bytes = text.as_bytes();
     let mut last_was_space = true;
     let mut i = 0;
-    // Byte classes for ASCII (a table lookup per byte, runs of kept bytes copied at once);
-    // other characters are decoded and handled one by one. Measured ~3× faster than a
-    // `chars()` loop on transcript text (BENCH.md).
+    // Byte classes for ASCII (a table lookup per byte); other characters are decoded and
+    // handled one by one. Transcript text is mostly words and single spaces: such a span is
+    // copied with one `push_str` and lowercased in place, instead of word by word.
     while i < bytes.len() {
         match ASCII_CLASS[bytes[i] as usize] {
-            KEEP => {
+            KEEP | UPPER => {
                 let start = i;
-                i += 1;
-                while i < bytes.len() && ASCII_CLASS[bytes[i] as usize] == KEEP {
-                    i += 1;
+                let mut upper = false;
+                loop {
+                    match bytes.get(i).map(|&b| ASCII_CLASS[b as usize]) {
+                        Some(KEEP) => i += 1,
+                        Some(UPPER) => {
+                            upper = true;
+                            i += 1;
+                        }
+                        // A single space followed by a word byte stays inside the span.
+                        Some(SEPARATOR)
+                            if bytes[i] == b' '
+                                && bytes.get(i + 1).is_some_and(|&b| {
+                                    matches!(ASCII_CLASS[b as usize], KEEP | UPPER)
+                                }) =>
+                        {
+                            i += 1
+                        }
+                        _ => break,
+                    }
                 }
+                let from = out.len();
                 out.push_str(&text[start..i]);
+                if upper {
+                    out[from..].make_ascii_lowercase();
+                }
+                // Words completed inside the span; the last one may go on (`don't`).
+                let copied = out.as_bytes();
+                for (k, &b) in copied.iter().enumerate().skip(from) {
+                    if b == b' ' {
+                        on_word(&copied[word_start..k]);
+                        word_start = k + 1;
+                    }
+                }
                 last_was_space = false;
                 continue;
-            }
-            UPPER => {
-                out.push(char::from(bytes[i].to_ascii_lowercase()));
-                last_was_space = false;
             }
             APOSTROPHE => {}
             SEPARATOR => {
                 if !last_was_space {
+                    on_word(&out.as_bytes()[word_start..]);
                     out.push(' ');
+                    word_start = out.len();
                     last_was_space = true;
                 }
             }
@@ -72,7 +111,9 @@ pub fn normalize_into(text: &str, out: &mut String) {
                     out.extend(c.to_lowercase());
                     last_was_space = false;
                 } else if !last_was_space {
+                    on_word(&out.as_bytes()[word_start..]);
                     out.push(' ');
+                    word_start = out.len();
                     last_was_space = true;
                 }
                 continue;
@@ -81,6 +122,7 @@ pub fn normalize_into(text: &str, out: &mut String) {
         i += 1;
     }
     if !last_was_space {
+        on_word(&out.as_bytes()[word_start..]);
         out.push(' ');
     }
 }
@@ -213,7 +255,27 @@ impl Matcher {
     /// `out`, in the order their first occurrence ends in the text (longest first among
     /// those ending at the same word). Allocates nothing beyond `out`'s growth.
     pub fn find(&self, normalized: &str, out: &mut Vec<PatternId>) {
-        self.automaton.find(normalized, out);
+        self.automaton.with_walk(|walk| {
+            for word in normalized.as_bytes().split(|&b| b == b' ') {
+                if !word.is_empty() {
+                    walk.step(word, out);
+                }
+            }
+        });
+    }
+
+    /// [`normalize_into`] `text` into `normalized`, and [`find`](Matcher::find) in it: the
+    /// same result, in one pass over the text (each word is looked up as soon as it is
+    /// complete).
+    pub fn normalize_and_find(
+        &self,
+        text: &str,
+        normalized: &mut String,
+        out: &mut Vec<PatternId>,
+    ) {
+        self.automaton.with_walk(|walk| {
+            normalize_with(text, normalized, |word| walk.step(word, out));
+        });
     }
 
     /// The normalized phrase of a pattern, without padding (`"price too high"`).
@@ -284,7 +346,7 @@ impl Vocab {
         v
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&self, word: &[u8]) -> Option<u32> {
         let h = hash_word(word);
         let mask = self.slots.len() - 1;
@@ -292,7 +354,10 @@ impl Vocab {
         loop {
             let id = self.slots[i].checked_sub(1)? as usize;
             if self.hashes[id] == h
-                && self.arena[self.starts[id] as usize..self.starts[id + 1] as usize] == *word
+                && same_word(
+                    &self.arena[self.starts[id] as usize..self.starts[id + 1] as usize],
+                    word,
+                )
             {
                 return Some(id as u32);
             }
@@ -308,25 +373,55 @@ impl Vocab {
     }
 }
 
-/// A fast non-cryptographic hash of a short word, 8 bytes at a time (the keys are the
-/// library's own words, so flooding is not a concern).
-#[inline]
+/// A fast non-cryptographic hash of a word (the keys are the library's own words, so
+/// flooding is not a concern). Words of up to 8 bytes — nearly all — are read with
+/// fixed-size loads (no `memcpy` call for a variable-length tail); longer ones 8 bytes at
+/// a time.
+#[inline(always)]
 fn hash_word(w: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = w.len() as u64;
-    let mut chunks = w.chunks_exact(8);
-    for c in &mut chunks {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(c);
-        h = (h ^ u64::from_le_bytes(x)).wrapping_mul(K).rotate_left(29);
+    let mut h = (w.len() as u64).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    if let Some(packed) = pack_short(w) {
+        h ^= packed;
+    } else {
+        for c in w.chunks(8) {
+            h = (h ^ pack_short(c).unwrap_or(0))
+                .wrapping_mul(K)
+                .rotate_left(29);
+        }
     }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut x = [0u8; 8];
-        x[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(x)).wrapping_mul(K).rotate_left(29);
+    let h = h.wrapping_mul(K);
+    h ^ (h >> 29)
+}
+
+/// The bytes of a word of at most 8 bytes in one `u64`: together with the length it
+/// determines the word (lengths 4–8: the first and the last four bytes, overlapping;
+/// 1–3: first, middle and last byte). `None` for longer words.
+#[inline(always)]
+fn pack_short(w: &[u8]) -> Option<u64> {
+    let n = w.len();
+    match (w.first_chunk::<4>(), w.last_chunk::<4>()) {
+        _ if n > 8 => None,
+        (Some(a), Some(b)) => {
+            Some(u64::from(u32::from_le_bytes(*a)) | u64::from(u32::from_le_bytes(*b)) << 32)
+        }
+        _ => match (w.first(), w.get(n / 2), w.last()) {
+            (Some(&a), Some(&m), Some(&z)) => {
+                Some(u64::from(a) | u64::from(m) << 8 | u64::from(z) << 16)
+            }
+            _ => Some(0),
+        },
     }
-    h.wrapping_mul(K)
+}
+
+/// Word equality without a `memcmp` call for short words.
+#[inline(always)]
+fn same_word(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len()
+        && match (pack_short(a), pack_short(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        }
 }
 
 /// The phrases as a trie over word ids. Node 0 is the root; its children are a dense
@@ -415,7 +510,10 @@ impl WordTrie {
         }
     }
 
-    fn find(&self, text: &str, out: &mut Vec<PatternId>) {
+    /// Runs `f` with a fresh walk over this trie (its partial-match buffer on the stack
+    /// unless the library has phrases of more than `ACTIVE_ON_STACK` words).
+    #[inline(always)]
+    fn with_walk<R>(&self, f: impl FnOnce(&mut Walk<'_>) -> R) -> R {
         let mut stack = [0u32; ACTIVE_ON_STACK];
         let mut heap = Vec::new();
         let active: &mut [u32] = if self.max_depth <= ACTIVE_ON_STACK {
@@ -424,45 +522,11 @@ impl WordTrie {
             heap.resize(self.max_depth, 0);
             &mut heap
         };
-        // Trie nodes of the partial matches ending at the previous word, oldest (longest)
-        // first; at most `max_depth` of them.
-        let mut alive = 0;
-        let bytes = text.as_bytes();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b' ' {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            while i < bytes.len() && bytes[i] != b' ' {
-                i += 1;
-            }
-            let Some(word) = self.vocab.get(&bytes[start..i]) else {
-                alive = 0; // a word no phrase has: every partial match ends here
-                continue;
-            };
-            let mut kept = 0;
-            for j in 0..alive {
-                let next = self.child(active[j], word);
-                if next != NO_NODE {
-                    active[kept] = next;
-                    kept += 1;
-                }
-            }
-            let next = self.root[word as usize];
-            if next != NO_NODE && kept < active.len() {
-                active[kept] = next;
-                kept += 1;
-            }
-            alive = kept;
-            for &node in &active[..alive] {
-                let p = self.pattern[node as usize];
-                if p != NO_PATTERN && !out.contains(&p) {
-                    out.push(p);
-                }
-            }
-        }
+        f(&mut Walk {
+            trie: self,
+            active,
+            alive: 0,
+        })
     }
 
     fn heap_bytes(&self) -> usize {
@@ -473,6 +537,47 @@ impl WordTrie {
                 + self.edge_node.capacity()
                 + self.pattern.capacity())
                 * 4
+    }
+}
+
+/// Matching in progress: the trie nodes of the partial matches ending at the previous
+/// word, oldest (longest) first; at most `max_depth` of them.
+struct Walk<'a> {
+    trie: &'a WordTrie,
+    active: &'a mut [u32],
+    alive: usize,
+}
+
+impl Walk<'_> {
+    /// Advances over the next word of the text; appends the patterns that end here.
+    #[inline(always)]
+    fn step(&mut self, word: &[u8], out: &mut Vec<PatternId>) {
+        let trie = self.trie;
+        let Some(word) = trie.vocab.get(word) else {
+            self.alive = 0; // a word no phrase has: every partial match ends here
+            return;
+        };
+        let active = &mut *self.active;
+        let mut kept = 0;
+        for j in 0..self.alive {
+            let next = trie.child(active[j], word);
+            if next != NO_NODE {
+                active[kept] = next;
+                kept += 1;
+            }
+        }
+        let next = trie.root[word as usize];
+        if next != NO_NODE && kept < active.len() {
+            active[kept] = next;
+            kept += 1;
+        }
+        self.alive = kept;
+        for &node in &active[..kept] {
+            let p = trie.pattern[node as usize];
+            if p != NO_PATTERN && !out.contains(&p) {
+                out.push(p);
+            }
+        }
     }
 }
 
@@ -499,6 +604,9 @@ mod tests {
     norm!(digits_kept, "10k seats, $5/user", " 10k seats 5 user ");
     norm!(nothing_left, "?!  ...", " ");
     norm!(empty, "", " ");
+    norm!(lone_apostrophe, "it ' x 'y", " it x y ");
+    norm!(mixed_case_span, "We NEED to Think", " we need to think ");
+    norm!(space_before_non_ascii, "a é", " a é ");
     norm!(non_latin_letters, "Цена ВЫСОКАЯ", " цена высокая ");
 
     fn lib(yaml: &str) -> Library {
@@ -561,6 +669,49 @@ mod tests {
         ["budget", "no problem"]
     );
     t!(apostrophe_in_text, "it's too expensive", ["too expensive"]);
+
+    #[test]
+    fn word_equality_is_exact_for_every_length() {
+        // Every word over a 3-letter alphabet up to 9 bytes against every other of the
+        // same length: the packed comparison must agree with byte equality.
+        let mut words: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut frontier = words.clone();
+        for _ in 0..9 {
+            let next: Vec<Vec<u8>> = frontier
+                .iter()
+                .flat_map(|w| {
+                    b"abc".iter().map(move |&c| {
+                        let mut w = w.clone();
+                        w.push(c);
+                        w
+                    })
+                })
+                .collect();
+            words.extend(next.iter().cloned());
+            frontier = next;
+        }
+        let short: Vec<&Vec<u8>> = words.iter().filter(|w| w.len() <= 6).collect();
+        for a in &short {
+            for b in &short {
+                assert_eq!(same_word(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        // Longer words: each against a sample, and hash collisions stay rare.
+        let mut hashes: Vec<u64> = words.iter().map(|w| hash_word(w)).collect();
+        for a in words.iter().filter(|w| w.len() >= 7).step_by(37) {
+            for b in words.iter().filter(|w| w.len() == a.len()) {
+                assert_eq!(same_word(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(
+            hashes.len(),
+            words.len(),
+            "a hash collision among {} words",
+            words.len()
+        );
+    }
 
     #[test]
     fn shared_phrase_targets_both_cards() {
@@ -674,6 +825,33 @@ mod tests {
                 let mut out = Vec::new();
                 m.find(&normalized, &mut out);
                 prop_assert_eq!(out, expected, "text {:?}", normalized);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// The one-pass `normalize_and_find` gives the same text and the same patterns,
+            /// in the same order, as `normalize_into` followed by `find`.
+            #[test]
+            fn one_pass_equals_two_passes(
+                phrases in proptest::collection::vec("[a-dé]{1,2}( [a-dé]{1,2}){0,3}", 1..12),
+                text in proptest::collection::vec("[a-dé]{1,2}|[A-DÉ]|[,.!?' ’]|\\PC", 0..30),
+            ) {
+                let yaml = format!(
+                    "id: p\ntitle: P\ncategory: other\ntriggers: {{ any: [{}] }}\nbody: b\n",
+                    phrases.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
+                );
+                let m = Matcher::build(&lib(&yaml)).unwrap();
+                let text = text.concat();
+                let two_pass_text = normalize(&text);
+                let mut two_pass = Vec::new();
+                m.find(&two_pass_text, &mut two_pass);
+                let mut one_pass_text = String::from("stale");
+                let mut one_pass = Vec::new();
+                m.normalize_and_find(&text, &mut one_pass_text, &mut one_pass);
+                prop_assert_eq!(one_pass_text, two_pass_text);
+                prop_assert_eq!(one_pass, two_pass, "text {:?}", text);
             }
         }
 

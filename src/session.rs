@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::engine::Engine;
 use crate::experiment;
 use crate::library::{Card, Link, Scope, Speaker, Unit};
-use crate::matcher::{PatternId, normalize_into};
+use crate::matcher::PatternId;
 use crate::rules::{self, CallContext, ScopeHits};
 
 /// Who the call is for, from its `start` message.
@@ -241,9 +241,8 @@ impl Session {
             return; // a message for a segment that is already final: nothing new to decide
         };
         let matcher = engine.matcher();
-        normalize_into(u.text, &mut self.scratch);
         self.scratch_patterns.clear();
-        matcher.find(&self.scratch, &mut self.scratch_patterns);
+        matcher.normalize_and_find(u.text, &mut self.scratch, &mut self.scratch_patterns);
         {
             let seg = &mut self.segments[idx];
             self.transcript_bytes = self.transcript_bytes - seg.text.len() + self.scratch.len();
