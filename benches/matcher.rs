@@ -330,6 +330,20 @@ fn criterion_groups(c: &mut Criterion, fixtures: &[(&str, Fixture)], corpus: &[S
                 Engine::new(library).expect("engine")
             })
         });
+        let files = common::library_files(&f.phrases);
+        let sources: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        group.bench_function(
+            BenchmarkId::new("yaml_library_engine_file_per_card", label),
+            |b| {
+                b.iter(|| {
+                    let library = Library::from_sources(&sources, "<bench>").expect("valid");
+                    Engine::new(library).expect("engine")
+                })
+            },
+        );
     }
     group.finish();
 }
@@ -384,6 +398,7 @@ fn summary(fixtures: &[(&str, Fixture)], corpus: &[String]) {
         "ac build",
         "daac build"
     );
+    let mut loads = Vec::new();
     for (label, f) in fixtures {
         let started = Instant::now();
         let m = Matcher::build(&f.library).expect("matcher");
@@ -398,7 +413,42 @@ fn summary(fixtures: &[(&str, Fixture)], corpus: &[String]) {
             f.ac_build.as_secs_f64() * 1e3,
             f.daac_build.as_secs_f64() * 1e3,
         );
+        loads.push((label, yaml_to_engine(f)));
     }
+    println!(
+        "\n{:>7} {:>22} {:>22}",
+        "phrases", "YAML→Engine, one file", "one file per card"
+    );
+    for (label, (one, per_card)) in loads {
+        println!(
+            "{label:>7} {:>19.1} ms {:>19.1} ms",
+            one.as_secs_f64() * 1e3,
+            per_card.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// Best of three loads of the fixture's library from YAML to a built `Engine`, in one file
+/// and in one file per card.
+fn yaml_to_engine(f: &Fixture) -> (Duration, Duration) {
+    let yaml = common::library_yaml(&f.phrases);
+    let files = common::library_files(&f.phrases);
+    let sources: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let best = |sources: &[(&str, &str)]| {
+        (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                let library = Library::from_sources(sources, "<bench>").expect("valid");
+                black_box(Engine::new(library).expect("engine"));
+                started.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    (best(&[("generated.yaml", &yaml)]), best(&sources))
 }
 
 fn main() {

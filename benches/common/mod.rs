@@ -329,24 +329,43 @@ pub const SEED: u64 = 0x00c0_ffee_dec0_0001;
 /// Phrases per generated card.
 pub const PER_CARD: usize = 10;
 
-/// A card library (one YAML file) whose cards carry `PER_CARD` phrases each.
-pub fn library_yaml(phrases: &[String]) -> String {
-    let mut y = String::with_capacity(phrases.len() * 40);
-    for (i, chunk) in phrases.chunks(PER_CARD).enumerate() {
-        y.push_str(&format!(
-            "- id: gen-{i:06}\n  title: Generated card {i}\n  category: other\n  triggers:\n    any: ["
-        ));
-        for (j, p) in chunk.iter().enumerate() {
-            if j > 0 {
-                y.push_str(", ");
+/// The generated cards, `PER_CARD` phrases each, one YAML list item per card.
+pub fn card_yamls(phrases: &[String]) -> Vec<String> {
+    phrases
+        .chunks(PER_CARD)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut y = format!(
+                "- id: gen-{i:06}\n  title: Generated card {i}\n  category: other\n  triggers:\n    any: ["
+            );
+            for (j, p) in chunk.iter().enumerate() {
+                if j > 0 {
+                    y.push_str(", ");
+                }
+                y.push('"');
+                y.push_str(p);
+                y.push('"');
             }
-            y.push('"');
-            y.push_str(p);
-            y.push('"');
-        }
-        y.push_str("]\n  body: generated\n");
-    }
-    y
+            y.push_str("]\n  body: generated\n");
+            y
+        })
+        .collect()
+}
+
+/// A card library in one YAML file (a list of cards) whose cards carry `PER_CARD`
+/// phrases each.
+pub fn library_yaml(phrases: &[String]) -> String {
+    card_yamls(phrases).concat()
+}
+
+/// The same cards one file each (`gen-000000.yaml`, …), as a card directory in git holds
+/// them (the bundled cards are one per file).
+pub fn library_files(phrases: &[String]) -> Vec<(String, String)> {
+    card_yamls(phrases)
+        .into_iter()
+        .enumerate()
+        .map(|(i, y)| (format!("gen-{i:06}.yaml"), y))
+        .collect()
 }
 
 /// Final transcript texts of the bundled demo calls.

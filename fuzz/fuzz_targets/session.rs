@@ -2,19 +2,11 @@
 //! cards: any input replays or reports a line error, never panics.
 #![no_main]
 
-use std::sync::OnceLock;
+#[path = "bundled.rs"]
+mod bundled;
 
-use cuedeck::engine::Engine;
-use cuedeck::library::Library;
+use bundled::engine;
 use libfuzzer_sys::fuzz_target;
-
-fn engine() -> &'static Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../battlecards");
-        Engine::new(Library::load_dir(&dir).expect("bundled cards")).expect("engine")
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -128,10 +128,17 @@ impl Library {
         }
         let version = format!("sha256:{:x}", hasher.finalize());
 
+        // Files are independent until the duplicate-id check: parse and check them on
+        // every core (a large library's reload is dominated by YAML parsing).
         let mut parsed = Vec::new();
-        for (name, text) in &files {
-            match yaml::parse(text) {
-                Ok(node) => parsed.push((*name, node)),
+        let results = par_map(
+            &files,
+            |(_, text)| text.len(),
+            |(_, text)| yaml::parse(text),
+        );
+        for ((name, text), result) in files.iter().zip(results) {
+            match result {
+                Ok(node) => parsed.push((*name, text.len(), node)),
                 Err(e) => errors.push(LoadError {
                     file: name.to_string(),
                     line: e.pos.line,
@@ -144,7 +151,7 @@ impl Library {
         // Settings first: cards refer to vocabulary lists.
         let mut vocab = Vocab::new();
         let mut deck = Deck::default();
-        for (name, node) in &parsed {
+        for (name, _, node) in &parsed {
             let mut c = schema::Checker::new(name);
             match base_name(name) {
                 "_vocab.yaml" | "_vocab.yml" => vocab = schema::vocab(&mut c, node),
@@ -162,38 +169,51 @@ impl Library {
             errors.append(&mut c.errors);
         }
 
+        let card_files: Vec<&(&str, usize, yaml::Node)> = parsed
+            .iter()
+            .filter(|(name, _, _)| !base_name(name).starts_with('_'))
+            .collect();
+        let checked = par_map(
+            &card_files,
+            |(_, len, _)| *len,
+            |(name, _, node)| {
+                let mut c = schema::Checker::new(name);
+                let items: Vec<&yaml::Node> = match &node.value {
+                    yaml::Value::Seq(items) => items.iter().collect(),
+                    yaml::Value::Null => {
+                        c.err(node.pos, "empty file: expected a card or a list of cards");
+                        Vec::new()
+                    }
+                    _ => vec![node],
+                };
+                let cards: Vec<Card> = items
+                    .into_iter()
+                    .filter_map(|item| schema::card(&mut c, item, &vocab))
+                    .collect();
+                (cards, c.errors)
+            },
+        );
+
         let mut cards: Vec<Card> = Vec::new();
         let mut first_seen: HashMap<String, Origin> = HashMap::new();
-        for (name, node) in &parsed {
-            if base_name(name).starts_with('_') {
-                continue;
-            }
-            let mut c = schema::Checker::new(name);
-            let items: Vec<&yaml::Node> = match &node.value {
-                yaml::Value::Seq(items) => items.iter().collect(),
-                yaml::Value::Null => {
-                    c.err(node.pos, "empty file: expected a card or a list of cards");
-                    Vec::new()
+        for (file_cards, mut file_errors) in checked {
+            errors.append(&mut file_errors);
+            for card in file_cards {
+                if let Some(first) = first_seen.get(&card.id) {
+                    errors.push(LoadError {
+                        file: card.origin.file.clone(),
+                        line: card.origin.line,
+                        column: card.origin.column,
+                        message: format!(
+                            "duplicate card id `{}` (also defined at {first})",
+                            card.id
+                        ),
+                    });
+                    continue;
                 }
-                _ => vec![node],
-            };
-            for item in items {
-                if let Some(card) = schema::card(&mut c, item, &vocab) {
-                    if let Some(first) = first_seen.get(&card.id) {
-                        c.err(
-                            yaml::Pos {
-                                line: card.origin.line,
-                                column: card.origin.column,
-                            },
-                            format!("duplicate card id `{}` (also defined at {first})", card.id),
-                        );
-                        continue;
-                    }
-                    first_seen.insert(card.id.clone(), card.origin.clone());
-                    cards.push(card);
-                }
+                first_seen.insert(card.id.clone(), card.origin.clone());
+                cards.push(card);
             }
-            errors.append(&mut c.errors);
         }
 
         let mut seen_keys: HashMap<&str, &Card> = HashMap::new();
@@ -277,6 +297,50 @@ impl Library {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// Below this many bytes of YAML a library is checked on one thread (spawning costs more).
+const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+
+/// `f` over `items`, results in input order: on up to `available_parallelism` scoped
+/// threads when the items' total `weight` (bytes of YAML) is worth it, each thread taking
+/// a contiguous run of about equal weight.
+fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let total: usize = items.iter().map(&weight).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if threads <= 1 || total < PARALLEL_MIN_BYTES {
+        return items.iter().map(f).collect();
+    }
+    let mut runs: Vec<&[T]> = Vec::with_capacity(threads);
+    let (mut start, mut acc) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        acc += weight(item);
+        if acc * threads >= total * (runs.len() + 1) && runs.len() + 1 < threads {
+            runs.push(&items[start..=i]);
+            start = i + 1;
+        }
+    }
+    runs.push(&items[start..]);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|run| scope.spawn(move || run.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 fn base_name(path: &str) -> &str {

@@ -363,3 +363,67 @@ fn loads_from_a_directory_and_ignores_other_files() {
     let missing = Library::load_dir(&dir.path().join("nope")).unwrap_err();
     assert!(matches!(missing, LibraryError::Io { .. }));
 }
+
+#[test]
+fn par_map_keeps_input_order_whatever_the_split() {
+    for n in [0usize, 1, 2, 3, 7, 100] {
+        for unit in [1usize, PARALLEL_MIN_BYTES] {
+            let items: Vec<usize> = (0..n).collect();
+            let got = par_map(&items, |&i| unit * (1 + i % 3), |&i| i * 10);
+            assert_eq!(got, items.iter().map(|i| i * 10).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// A library large enough to be checked on several threads gives the same result as the
+/// same cards checked one file at a time: every error, in order, duplicates at their
+/// second occurrence.
+#[test]
+fn a_large_library_checked_in_parallel_reports_like_a_small_one() {
+    let card = |i: usize| {
+        GOOD.replace("id: price", &format!("id: card-{i:04}"))
+            .replace("\"too expensive\"", &format!("\"phrase number {i}\""))
+    };
+    let mut files: Vec<(String, String)> = (0..400)
+        .map(|i| {
+            (
+                format!("c{i:04}.yaml"),
+                format!("{}# {}\n", card(i), "x".repeat(200)),
+            )
+        })
+        .collect();
+    files[17].1 = files[17].1.replace("priority: 90", "priority: -5");
+    files[250].1 = card(3); // duplicate id of c0003.yaml
+    files[399].1 = "id: [unclosed\n".into();
+    let total: usize = files.iter().map(|(_, t)| t.len()).sum();
+    assert!(
+        total > PARALLEL_MIN_BYTES,
+        "{total} bytes is not a parallel load"
+    );
+    let sources: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let e = errors(&sources);
+    assert_eq!(e.len(), 3, "{}", join_lines(&e));
+    has(&e, "c0017.yaml", 4, "out of range");
+    has(
+        &e,
+        "c0250.yaml",
+        1,
+        "duplicate card id `card-0003` (also defined at c0003.yaml:1:1)",
+    );
+    has(&e, "c0399.yaml", 1, "invalid YAML");
+    let files: Vec<&str> = e.iter().map(|e| e.file.as_str()).collect();
+    assert_eq!(files, ["c0017.yaml", "c0250.yaml", "c0399.yaml"]);
+
+    let valid: Vec<(&str, &str)> = sources[..399]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 17 && *i != 250)
+        .map(|(_, s)| *s)
+        .collect();
+    let library = load(&valid).expect("valid");
+    assert_eq!(library.cards().len(), 397);
+    assert!(library.cards().windows(2).all(|w| w[0].id < w[1].id));
+}
