@@ -120,9 +120,9 @@ struct ReplayArgs {
     files: Vec<PathBuf>,
 }
 
-/// Call set-up for streams that do not begin with a native `start` (SPEC §3).
+/// The ids a recorded call is filed under.
 #[derive(Debug, Args)]
-struct SetupArgs {
+struct CallIds {
     /// Call id [default: the file name without its extension]
     #[arg(long)]
     call_id: Option<String>,
@@ -130,6 +130,13 @@ struct SetupArgs {
     deal_id: Option<String>,
     #[arg(long)]
     rep_id: Option<String>,
+}
+
+/// Call set-up for streams that do not begin with a native `start` (SPEC §3).
+#[derive(Debug, Args)]
+struct SetupArgs {
+    #[command(flatten)]
+    ids: CallIds,
     /// The provider channel of the rep; every other channel is the prospect.
     #[arg(long, conflicts_with = "rep_speaker")]
     rep_channel: Option<String>,
@@ -141,9 +148,9 @@ struct SetupArgs {
 impl SetupArgs {
     fn setup(&self) -> Result<CallSetup, Failure> {
         let setup = CallSetup {
-            call_id: self.call_id.clone(),
-            deal_id: self.deal_id.clone(),
-            rep_id: self.rep_id.clone(),
+            call_id: self.ids.call_id.clone(),
+            deal_id: self.ids.deal_id.clone(),
+            rep_id: self.ids.rep_id.clone(),
             rep_label: self
                 .rep_channel
                 .clone()
@@ -165,13 +172,8 @@ struct ConvertArgs {
     /// Which Harper Valley Bank transcript: the ASR output or the human correction.
     #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
     text: String,
-    /// Call id [default: the file name without its extension]
-    #[arg(long)]
-    call_id: Option<String>,
-    #[arg(long)]
-    deal_id: Option<String>,
-    #[arg(long)]
-    rep_id: Option<String>,
+    #[command(flatten)]
+    ids: CallIds,
     /// The recorded call.
     file: PathBuf,
 }
@@ -400,9 +402,9 @@ fn convert_cmd(args: &ConvertArgs) -> Result<ExitCode, Failure> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned());
     let setup = CallSetup {
-        call_id: args.call_id.clone().or(stem),
-        deal_id: args.deal_id.clone(),
-        rep_id: args.rep_id.clone(),
+        call_id: args.ids.call_id.clone().or(stem),
+        deal_id: args.ids.deal_id.clone(),
+        rep_id: args.ids.rep_id.clone(),
         rep_label: None,
     };
     setup.check().map_err(|e| anyhow!("convert: {e}"))?;
