@@ -351,6 +351,49 @@ struct CallCtx {
     results: Arc<Results>,
 }
 
+/// Records one text frame from the server, received at `now`: a card (its round trip
+/// from the intended send time of the partial that raised it), an echo, or an error.
+fn on_reply(
+    ctx: &CallCtx,
+    generation: usize,
+    pending: &mut HashMap<u64, Instant>,
+    text: &str,
+    now: Instant,
+) {
+    let r = &ctx.results;
+    match parse_reply(text, ctx.echo) {
+        Reply::Card {
+            t_ms,
+            engine_us,
+            card_id,
+        } => {
+            bump(&r.cards);
+            if let Some(log) = &r.card_log {
+                let line = format!("{} {generation} {card_id} {t_ms}", ctx.id);
+                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+            if let Some(&intended) = pending.get(&t_ms) {
+                Results::record(&r.rtt, (now - intended).as_micros() as u64);
+                Results::record(&r.engine, engine_us);
+            }
+        }
+        Reply::Echo { t_ms: Some(t) } => {
+            bump(&r.echoes);
+            if let Some(intended) = pending.remove(&t) {
+                Results::record(&r.rtt, (now - intended).as_micros() as u64);
+            }
+        }
+        Reply::Error => {
+            bump(&r.error_frames);
+            bump(&r.errors);
+            if r.error_frames.load(Ordering::Relaxed) < 5 {
+                eprintln!("loadgen: call {}: {text}", ctx.id);
+            }
+        }
+        Reply::Echo { t_ms: None } | Reply::Ready | Reply::Other => {}
+    }
+}
+
 /// One call slot: sends the next frame of its script at every tick from the pacer; when
 /// the script ends it sends `end`, the connection closes, and the next tick begins a new
 /// call on a new connection.
@@ -429,33 +472,9 @@ async fn call_task(ctx: CallCtx, mut ticks: mpsc::UnboundedReceiver<Instant>) {
                 msg = rx.next() => {
                     let now = Instant::now();
                     match msg {
-                        Some(Ok(Message::Text(text))) => match parse_reply(text.as_str(), ctx.echo) {
-                            Reply::Card { t_ms, engine_us, card_id } => {
-                                bump(&r.cards);
-                                if let Some(log) = &r.card_log {
-                                    let line = format!("{} {generation} {card_id} {t_ms}", ctx.id);
-                                    log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                                }
-                                if let Some(&intended) = pending.get(&t_ms) {
-                                    Results::record(&r.rtt, (now - intended).as_micros() as u64);
-                                    Results::record(&r.engine, engine_us);
-                                }
-                            }
-                            Reply::Echo { t_ms: Some(t) } => {
-                                bump(&r.echoes);
-                                if let Some(intended) = pending.remove(&t) {
-                                    Results::record(&r.rtt, (now - intended).as_micros() as u64);
-                                }
-                            }
-                            Reply::Error => {
-                                bump(&r.error_frames);
-                                bump(&r.errors);
-                                if r.error_frames.load(Ordering::Relaxed) < 5 {
-                                    eprintln!("loadgen: call {}: {}", ctx.id, text.as_str());
-                                }
-                            }
-                            Reply::Echo { t_ms: None } | Reply::Ready | Reply::Other => {}
-                        },
+                        Some(Ok(Message::Text(text))) => {
+                            on_reply(&ctx, generation, &mut pending, text.as_str(), now);
+                        }
                         Some(Ok(Message::Close(_))) | None => {
                             // cuedeck closes only after `end`, which we have not sent.
                             bump(&r.errors);
@@ -476,35 +495,13 @@ async fn call_task(ctx: CallCtx, mut ticks: mpsc::UnboundedReceiver<Instant>) {
         loop {
             match tokio::time::timeout_at(close_deadline.into(), rx.next()).await {
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    let now = Instant::now();
-                    match parse_reply(text.as_str(), ctx.echo) {
-                        Reply::Card {
-                            t_ms,
-                            engine_us,
-                            card_id,
-                        } => {
-                            bump(&r.cards);
-                            if let Some(log) = &r.card_log {
-                                let line = format!("{} {generation} {card_id} {t_ms}", ctx.id);
-                                log.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-                            }
-                            if let Some(&intended) = pending.get(&t_ms) {
-                                Results::record(&r.rtt, (now - intended).as_micros() as u64);
-                                Results::record(&r.engine, engine_us);
-                            }
-                        }
-                        Reply::Echo { t_ms: Some(t) } => {
-                            bump(&r.echoes);
-                            if let Some(intended) = pending.remove(&t) {
-                                Results::record(&r.rtt, (now - intended).as_micros() as u64);
-                            }
-                        }
-                        Reply::Error => {
-                            bump(&r.error_frames);
-                            bump(&r.errors);
-                        }
-                        _ => {}
-                    }
+                    on_reply(
+                        &ctx,
+                        generation,
+                        &mut pending,
+                        text.as_str(),
+                        Instant::now(),
+                    );
                 }
                 Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break,
                 Ok(Some(Ok(_))) => {}
@@ -693,6 +690,17 @@ fn pct(h: &Histogram<u64>) -> serde_json::Value {
 // ---------------------------------------------------------------------------------------
 // run
 
+/// Raises the open-file limit for `calls` connections (returns it), or says why not.
+fn ensure_nofile(calls: usize) -> Result<u64, String> {
+    let nofile = raise_nofile(calls as u64 + 1_000);
+    if nofile < calls as u64 + 100 {
+        return Err(format!(
+            "nofile limit {nofile} is too low for {calls} calls"
+        ));
+    }
+    Ok(nofile)
+}
+
 fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     let t = &args.target;
     let server = server_addr(&t.url)?;
@@ -702,13 +710,7 @@ fn run(args: RunArgs) -> Result<serde_json::Value, String> {
     if args.duration > 3_600 || args.warmup > 600 {
         return Err("duration at most 3600 s, warm-up at most 600 s".into());
     }
-    let nofile = raise_nofile(args.calls as u64 + 1_000);
-    if nofile < args.calls as u64 + 100 {
-        return Err(format!(
-            "nofile limit {nofile} is too low for {} calls",
-            args.calls
-        ));
-    }
+    ensure_nofile(args.calls)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()
@@ -888,13 +890,7 @@ fn idle(args: IdleArgs) -> Result<serde_json::Value, String> {
     if args.calls == 0 || args.calls > 200_000 || args.hold > 600 {
         return Err("calls must be 1..=200000, hold at most 600 s".into());
     }
-    let nofile = raise_nofile(args.calls as u64 + 1_000);
-    if nofile < args.calls as u64 + 100 {
-        return Err(format!(
-            "nofile limit {nofile} is too low for {} calls",
-            args.calls
-        ));
-    }
+    let nofile = ensure_nofile(args.calls)?;
     let pid = t.server_pid.map(|p| p.to_string());
     let rss = |who: &str| status_kib(who, "VmRSS:");
     let runtime = tokio::runtime::Builder::new_multi_thread()
