@@ -6,6 +6,10 @@
 #   scripts/loadtest.sh                 # everything (about 25 minutes)
 #   QUICK=1 scripts/loadtest.sh         # short runs (about 5 minutes)
 #   IDLE_MAX=19000 scripts/loadtest.sh  # also hold that many idle calls (nofile permitting)
+#   PARTS="repeat reload" REPEAT=3 scripts/loadtest.sh
+#                                       # only some parts: load long idle reload repeat
+#                                       # (repeat: the 1,000-call pair REPEAT times, 60 s each,
+#                                       # for the run-to-run spread of the tails)
 #
 # Needs: cargo build --release --bin cuedeck --example loadgen --example echo_server.
 # Raising the hard nofile limit needs root; without it the runs are capped by the limit.
@@ -16,6 +20,9 @@ out=${OUT:-$root/benches/results}
 bin=$root/target/release
 quick=${QUICK:-0}
 idle_max=${IDLE_MAX:-0}
+parts=" ${PARTS:-load long idle reload} "
+repeat=${REPEAT:-3}
+part() { [[ "$parts" == *" $1 "* ]]; }
 port=${PORT:-7720}
 echo_port=$((port + 1))
 work=$(mktemp -d /tmp/cuedeck-loadtest.XXXXXX)
@@ -66,7 +73,7 @@ else levels="250 500 1000 2000"; dur=30; long=300; warm=10; fi
 
 # Latency vs load: the same schedule against cuedeck and the echo server, each level on a
 # fresh server process.
-for calls in $levels; do
+part load && for calls in $levels; do
   start_cuedeck
   lg run --url "ws://127.0.0.1:$port/v1/stream" --calls "$calls" --rate 3 --duration "$dur" \
     --warmup "$warm" --server-pid "$server_pid" --json "$out/run-cuedeck-$calls.json"
@@ -78,6 +85,7 @@ for calls in $levels; do
 done
 
 # The acceptance run: 1,000 calls x 3 partials/s for 5 minutes (echo: the same schedule).
+if part long; then
 start_cuedeck
 lg run --url "ws://127.0.0.1:$port/v1/stream" --calls 1000 --rate 3 --duration "$long" \
   --warmup "$warm" --server-pid "$server_pid" --json "$out/long-cuedeck-1000.json"
@@ -86,8 +94,24 @@ start_echo
 lg run --url "ws://127.0.0.1:$echo_port/" --echo --calls 1000 --rate 3 --duration "$long" \
   --warmup "$warm" --server-pid "$echo_pid" --json "$out/long-echo-1000.json"
 stop_echo
+fi
+
+# The 1,000-call pair again, REPEAT times for 60 s, alternating: tails vary run to run.
+if part repeat; then
+for i in $(seq "$repeat"); do
+  start_cuedeck
+  lg run --url "ws://127.0.0.1:$port/v1/stream" --calls 1000 --rate 3 --duration 60 \
+    --warmup "$warm" --server-pid "$server_pid" --json "$out/repeat-cuedeck-1000-$i.json"
+  stop_cuedeck
+  start_echo
+  lg run --url "ws://127.0.0.1:$echo_port/" --echo --calls 1000 --rate 3 --duration 60 \
+    --warmup "$warm" --server-pid "$echo_pid" --json "$out/repeat-echo-1000-$i.json"
+  stop_echo
+done
+fi
 
 # Memory per idle connected call: RSS delta over 5,000 calls on a fresh process.
+if part idle; then
 start_cuedeck
 lg idle --url "ws://127.0.0.1:$port/v1/stream" --calls 5000 --server-pid "$server_pid" \
   --json "$out/idle-cuedeck-5000.json"
@@ -96,9 +120,11 @@ start_echo
 lg idle --url "ws://127.0.0.1:$echo_port/" --echo --calls 5000 --server-pid "$echo_pid" \
   --json "$out/idle-echo-5000.json"
 stop_echo
+fi
 
 # Hot reload of a 100k-phrase library under load: the same schedule without and with a
 # SIGHUP every 10 s on fresh servers; the logs of cards received must be identical.
+if part reload; then
 mkdir -p "$work/cards100k"
 cp "$root"/battlecards/*.yaml "$work/cards100k/"
 "$bin/examples/loadgen" cards --phrases 100000 --out "$work/cards100k" >/dev/null
@@ -116,6 +142,7 @@ printf '{"mode":"reload-compare","cards_steady":%s,"cards_reload":%s,"identical"
   "$(wc -l <"$work/cards-steady.txt")" "$(wc -l <"$work/cards-reload.txt")" "$same" \
   "$(comm -23 "$work/cards-steady.txt" "$work/cards-reload.txt" | wc -l)" \
   "$(comm -13 "$work/cards-steady.txt" "$work/cards-reload.txt" | wc -l)" >"$out/reload100k-compare.json"
+fi
 
 if [ "$idle_max" -gt 0 ]; then
   start_cuedeck
