@@ -10,9 +10,9 @@
 //! Pure logic (no IO, no tokio), unit-tested without sockets:
 //!
 //! - [`library`] — a directory of YAML files → an immutable, validated [`library::Library`]
-//!   (every error reported with file:line:col).
+//!   (every error reported with file:line:col; large libraries parsed on every core).
 //! - [`matcher`] — text normalization and one automaton (a trie over word ids) over every phrase;
-//!   whole-word, overlapping matches; phrase → (card, role).
+//!   whole-word, overlapping matches, normalized and matched in one pass; phrase → (card, role).
 //! - [`rules`] — card eligibility: speaker, `all` groups, `unless`, time range, call context.
 //! - [`experiment`] — sticky, stateless variant assignment (GrowthBook hash v2).
 //! - [`session`] — the per-call state machine: segments, once-per-segment decisions,
@@ -50,7 +50,7 @@
 //! serve:   cards dir ─► Library::load_dir ─► Engine::new (Matcher::build) ─► ArcSwap<Engine>
 //!                     └► Store::open ─► spawn_writer ─► StoreHandle (bounded queue)
 //! per call: WS frame ─► Adapter (?format=) ─► native messages (protocol::decode)
-//!             ─► Session::on_utterance(&engine) ─► Decisions
+//!             ─► Session::on_utterance(&engine) (Matcher::normalize_and_find) ─► Decisions
 //!             ─► exposure Record ─► StoreHandle ─► writer ─► DB
 //!             ─► card frame ─► ingest socket + subscribers (bounded, slow ones dropped)
 //! replay:  file ─► Adapter (--format; hvb via convert) ─► Session::on_utterance (clock
