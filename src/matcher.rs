@@ -779,9 +779,15 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn library_with(phrase: &str) -> Library {
+        /// One card whose `any` list is `phrases`.
+        fn library_with<S: AsRef<str>>(phrases: &[S]) -> Library {
+            let quoted: Vec<String> = phrases
+                .iter()
+                .map(|p| format!("\"{}\"", p.as_ref()))
+                .collect();
             let yaml = format!(
-                "id: p\ntitle: P\ncategory: other\ntriggers: {{ any: [\"{phrase}\"] }}\nbody: b\n"
+                "id: p\ntitle: P\ncategory: other\ntriggers: {{ any: [{}] }}\nbody: b\n",
+                quoted.join(", ")
             );
             lib(&yaml)
         }
@@ -797,7 +803,7 @@ mod tests {
                 after in proptest::collection::vec("[a-z]{1,8}", 0..6),
                 sep in "[ ,.!?;-]{1,3}",
             ) {
-                let m = Matcher::build(&library_with(&phrase)).unwrap();
+                let m = Matcher::build(&library_with(&[&phrase])).unwrap();
                 let mut words = before.clone();
                 words.push(phrase.to_uppercase());
                 words.extend(after.iter().cloned());
@@ -816,7 +822,7 @@ mod tests {
                 left in any::<bool>(),
                 filler in proptest::collection::vec("[0-9]{1,4}", 0..4),
             ) {
-                let m = Matcher::build(&library_with(&phrase)).unwrap();
+                let m = Matcher::build(&library_with(&[&phrase])).unwrap();
                 let glued = if left { format!("{glue}{phrase}") } else { format!("{phrase}{glue}") };
                 let mut words = filler.clone();
                 words.push(glued);
@@ -840,11 +846,7 @@ mod tests {
                 phrases in proptest::collection::vec("[a-d]{1,2}( [a-d]{1,2}){0,3}", 1..12),
                 text in proptest::collection::vec("[a-d]{1,2}|[A-D]|[,.!?]", 0..30),
             ) {
-                let yaml = format!(
-                    "id: p\ntitle: P\ncategory: other\ntriggers: {{ any: [{}] }}\nbody: b\n",
-                    phrases.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
-                );
-                let m = Matcher::build(&lib(&yaml)).unwrap();
+                let m = Matcher::build(&library_with(&phrases)).unwrap();
                 let patterns: Vec<String> =
                     (0..m.pattern_count()).map(|i| format!(" {} ", m.phrase(i as u32))).collect();
                 let ac = aho_corasick::AhoCorasick::builder()
@@ -875,11 +877,7 @@ mod tests {
                 phrases in proptest::collection::vec("[a-dé]{1,2}( [a-dé]{1,2}){0,3}", 1..12),
                 text in proptest::collection::vec("[a-dé]{1,2}|[A-DÉ]|[,.!?' ’]|\\PC", 0..30),
             ) {
-                let yaml = format!(
-                    "id: p\ntitle: P\ncategory: other\ntriggers: {{ any: [{}] }}\nbody: b\n",
-                    phrases.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ")
-                );
-                let m = Matcher::build(&lib(&yaml)).unwrap();
+                let m = Matcher::build(&library_with(&phrases)).unwrap();
                 let text = text.concat();
                 let two_pass_text = normalize(&text);
                 let mut two_pass = Vec::new();
