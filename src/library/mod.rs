@@ -329,15 +329,25 @@ fn par_map<T: Sync, R: Send>(
     runs.push(&items[start..]);
     let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = runs
+        // A run whose thread cannot be created (the process is at its thread limit) is done
+        // on this thread instead: loading must not fail for lack of parallelism.
+        let handles: Vec<Result<_, &[T]>> = runs
             .iter()
-            .map(|run| scope.spawn(move || run.iter().map(f).collect::<Vec<R>>()))
+            .map(|&run| {
+                std::thread::Builder::new()
+                    .name("cuedeck-load".into())
+                    .spawn_scoped(scope, move || run.iter().map(f).collect::<Vec<R>>())
+                    .map_err(|_| run)
+            })
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(results) => results,
-                Err(panic) => std::panic::resume_unwind(panic),
+            .flat_map(|h| match h {
+                Ok(h) => match h.join() {
+                    Ok(results) => results,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(run) => run.iter().map(f).collect(),
             })
             .collect()
     })
