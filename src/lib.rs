@@ -21,6 +21,7 @@
 //! - [`protocol`] — the native WebSocket messages: decoding with precise errors, encoding;
 //!   [`protocol::adapters`] turn each STT provider's live messages into native ones.
 //! - [`examples`] — `cuedeck test`: each card's examples against its triggers.
+//! - [`histogram`] — a lock-free duration histogram in the Prometheus text format.
 //! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
@@ -81,6 +82,7 @@ pub mod convert;
 pub mod engine;
 pub mod examples;
 pub mod experiment;
+pub mod histogram;
 pub mod library;
 pub mod matcher;
 pub mod outcomes;

@@ -87,6 +87,15 @@ async fn metrics_count_what_a_call_did() {
         "ingest + subscriber"
     );
     assert_eq!(value(&text, "cuedeck_store_up"), 1.0);
+    assert_eq!(value(&text, "cuedeck_store_write_failures_total"), 0.0);
+    // At least one batch was written (the start, the exposures), each one timed.
+    let batches = value(&text, "cuedeck_store_write_seconds_count");
+    assert!(batches >= 1.0, "{text}");
+    assert_eq!(
+        value(&text, "cuedeck_store_write_seconds_bucket{le=\"+Inf\"}"),
+        batches
+    );
+    assert!(value(&text, "cuedeck_store_write_seconds_sum") > 0.0);
     assert_eq!(value(&text, "cuedeck_bad_messages_total"), 1.0);
     assert_eq!(value(&text, "cuedeck_reloads_total{result=\"error\"}"), 0.0);
     server.shutdown().await;

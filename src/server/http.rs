@@ -173,7 +173,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        super::metrics::render(&state.metrics, &snapshot),
+        super::metrics::render(
+            &state.metrics,
+            &snapshot,
+            state.writer_stats.write_latency(),
+        ),
     )
         .into_response()
 }

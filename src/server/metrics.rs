@@ -7,6 +7,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::histogram::Histogram;
 use crate::session::Reason;
 
 /// Inbound message kinds counted by `cuedeck_messages_total{type}`. Provider adapters'
@@ -44,9 +45,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     messages: Vec<AtomicU64>,
     decisions: [AtomicU64; 6],
-    latency_buckets: Vec<AtomicU64>,
-    latency_count: AtomicU64,
-    latency_sum_ns: AtomicU64,
+    latency: Histogram,
 }
 
 impl Default for Metrics {
@@ -54,9 +53,7 @@ impl Default for Metrics {
         Metrics {
             messages: MESSAGE_KINDS.iter().map(|_| AtomicU64::new(0)).collect(),
             decisions: Default::default(),
-            latency_buckets: LATENCY_BUCKETS.iter().map(|_| AtomicU64::new(0)).collect(),
-            latency_count: AtomicU64::new(0),
-            latency_sum_ns: AtomicU64::new(0),
+            latency: Histogram::new(LATENCY_BUCKETS),
         }
     }
 }
@@ -81,16 +78,7 @@ impl Metrics {
 
     /// Records one engine latency (frame decoded → card frame queued).
     pub fn latency(&self, micros: u64) {
-        let seconds = micros as f64 / 1e6;
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-                break;
-            }
-        }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_ns
-            .fetch_add(micros.saturating_mul(1000), Ordering::Relaxed);
+        self.latency.record_micros(micros);
     }
 
     pub fn decisions(&self, reason: Reason) -> u64 {
@@ -139,7 +127,7 @@ fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
 }
 
 /// Renders the Prometheus text exposition format.
-pub fn render(m: &Metrics, s: &Snapshot) -> String {
+pub fn render(m: &Metrics, s: &Snapshot, store_write: &Histogram) -> String {
     let mut out = String::with_capacity(4096);
     single(
         &mut out,
@@ -198,28 +186,16 @@ pub fn render(m: &Metrics, s: &Snapshot) -> String {
         );
     }
 
-    family(
+    m.latency.render(
         &mut out,
         "cuedeck_engine_latency_seconds",
-        "histogram",
         "In-engine time from frame decoded to card frame queued.",
     );
-    let mut cumulative = 0;
-    for (bound, b) in LATENCY_BUCKETS.iter().zip(&m.latency_buckets) {
-        cumulative += b.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "cuedeck_engine_latency_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-        );
-    }
-    let count = m.latency_count.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "cuedeck_engine_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+    store_write.render(
+        &mut out,
+        "cuedeck_store_write_seconds",
+        "Time to write one batch of records to the store (successful writes).",
     );
-    let sum = m.latency_sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-    let _ = writeln!(out, "cuedeck_engine_latency_seconds_sum {sum}");
-    let _ = writeln!(out, "cuedeck_engine_latency_seconds_count {count}");
 
     single(
         &mut out,
@@ -321,7 +297,7 @@ mod tests {
         m.latency(7);
         m.latency(400);
         m.latency(2_000_000); // 2 s: only +Inf
-        let text = render(&m, &Snapshot::default());
+        let text = render(&m, &Snapshot::default(), &Histogram::new(&[1.0]));
         assert!(
             text.contains("cuedeck_engine_latency_seconds_bucket{le=\"0.000005\"} 1\n"),
             "{text}"
@@ -341,7 +317,7 @@ mod tests {
         m.message("transcript");
         m.message("no-such-kind");
         m.decision(Reason::Cooldown);
-        let text = render(&m, &Snapshot::default());
+        let text = render(&m, &Snapshot::default(), &Histogram::new(&[1.0]));
         assert!(text.contains("cuedeck_messages_total{type=\"transcript\"} 2\n"));
         assert!(text.contains("cuedeck_messages_total{type=\"other\"} 1\n"));
         assert!(text.contains("cuedeck_decisions_total{reason=\"cooldown\"} 1\n"));

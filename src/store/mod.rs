@@ -30,6 +30,8 @@ use sqlx::{AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::histogram::Histogram;
+
 mod bulk;
 mod experiments;
 mod live;
@@ -646,8 +648,14 @@ pub fn spawn_writer(store: Store, capacity: usize) -> (StoreHandle, WriterTask) 
     (StoreHandle { tx, counters }, WriterTask { join })
 }
 
+/// Upper bounds (seconds) of the batch write time histogram.
+pub const WRITE_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0,
+];
+
 /// What the writer reports about itself, shared with its handles.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     /// Exposure rows written.
     written: AtomicU64,
@@ -656,6 +664,19 @@ struct Counters {
     /// Whether the batch in hand has failed and not yet been written: the store is
     /// reachable for reads perhaps, but not taking writes (disk full, schema broken).
     failing: AtomicBool,
+    /// Time per successful batch write.
+    write_latency: Histogram,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            written: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            write_latency: Histogram::new(WRITE_BUCKETS),
+        }
+    }
 }
 
 async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, counters: Arc<Counters>) -> u64 {
@@ -671,8 +692,12 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, counters: Arc<
         }
         let mut delay = INITIAL_BACKOFF;
         loop {
+            let started = std::time::Instant::now();
             match store.write_batch_counted(&batch).await {
                 Ok(exposures) => {
+                    counters
+                        .write_latency
+                        .record_micros(started.elapsed().as_micros() as u64);
                     counters.written.fetch_add(exposures, Ordering::Relaxed);
                     counters.failing.store(false, Ordering::Relaxed);
                     total += batch.len() as u64;
@@ -760,6 +785,11 @@ impl WriterStats {
     /// Whether the writer's current batch has failed and is waiting to be retried.
     pub fn failing(&self) -> bool {
         self.counters.failing.load(Ordering::Relaxed)
+    }
+
+    /// Time per successful batch write.
+    pub fn write_latency(&self) -> &Histogram {
+        &self.counters.write_latency
     }
 }
 
