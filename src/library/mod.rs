@@ -41,12 +41,12 @@ impl fmt::Display for LoadError {
 /// Why a library could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
-    /// The directory or a file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// The directory or a file could not be read. The reason is part of the message (not
+    /// a `source`), so an error chain does not print it twice.
+    #[error("cannot read {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The files were read but are not a valid library; every problem is listed.
     #[error("{} error(s) in the card library:\n{}", .0.len(), join_lines(.0))]
@@ -78,9 +78,9 @@ pub struct Library {
 impl Library {
     /// Loads every `*.yaml` / `*.yml` file directly in `dir` (not subdirectories).
     pub fn load_dir(dir: &Path) -> Result<Library, LibraryError> {
-        let io = |path: &Path, source| LibraryError::Io {
+        let io = |path: &Path, error| LibraryError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {

@@ -362,6 +362,10 @@ fn loads_from_a_directory_and_ignores_other_files() {
     assert_eq!(lib.cards().len(), 1);
     let missing = Library::load_dir(&dir.path().join("nope")).unwrap_err();
     assert!(matches!(missing, LibraryError::Io { .. }));
+    // As the command line prints it (the whole chain): the path, and the reason once.
+    let shown = format!("{:#}", anyhow::Error::new(missing).context("loading cards"));
+    assert!(shown.contains("nope"), "{shown}");
+    assert_eq!(shown.matches("os error 2").count(), 1, "{shown}");
 }
 
 #[test]
