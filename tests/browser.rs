@@ -77,6 +77,9 @@ pub async fn driver() -> Option<(Driver, Client)> {
         "--disable-sync".into(),
         "--no-first-run".into(),
         "--window-size=1280,900".into(),
+        // Cards fade in from opacity 0, and WebDriver reads no text from an invisible
+        // element; the panel honours reduced motion, so tests see cards at once.
+        "--force-prefers-reduced-motion".into(),
     ];
     args.push(format!("--user-data-dir={}", d._profile.path().display()));
     let mut options = json!({ "args": args });
@@ -106,6 +109,19 @@ async fn wait_for(c: &Client, css: &str, secs: u64) -> fantoccini::elements::Ele
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css} within {secs} s: {e}"))
+}
+
+/// The element's visible text once it has any (a card may still be fading in), waiting
+/// up to 2 s.
+async fn shown_text(el: &fantoccini::elements::Element) -> String {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let text = el.text().await.expect("element text");
+        if !text.is_empty() || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn no_js_errors(c: &Client) {
@@ -161,13 +177,7 @@ async fn rep_panel_shows_cards_and_sends_feedback() {
         sent.elapsed() < Duration::from_secs(2),
         "card on screen within 2 s"
     );
-    let title = el
-        .find(Locator::Css("h3"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let title = shown_text(&el.find(Locator::Css("h3")).await.unwrap()).await;
     assert_eq!(title, card["title"].as_str().unwrap());
     // The body is rendered from the markdown subset: bold, lists, no raw HTML.
     assert!(el.find(Locator::Css(".body strong")).await.is_ok());
@@ -332,13 +342,7 @@ async fn demo_call_plays_with_transcript_and_highlighted_phrases() {
         "each triggering phrase is highlighted: {}",
         marks.len()
     );
-    let badge = c
-        .find(Locator::Css("li.card .latency"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let badge = shown_text(&c.find(Locator::Css("li.card .latency")).await.unwrap()).await;
     assert!(
         badge.starts_with("engine ") && badge.contains("µs"),
         "{badge}"
