@@ -134,15 +134,7 @@ impl Store {
             );
             let mut q = sqlx::query(sql);
             for o in chunk {
-                let id = next_outcome_id();
-                q = q
-                    .bind(id.to_string())
-                    .bind(&o.deal_id)
-                    .bind(&o.outcome)
-                    .bind(o.amount.map(|a| a.to_string()))
-                    .bind(&o.currency)
-                    .bind(&o.closed_at)
-                    .bind(&o.received_at);
+                q = super::bind_outcome(q, o);
             }
             q.execute(&mut *tx)
                 .await

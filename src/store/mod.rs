@@ -330,6 +330,19 @@ pub(crate) fn bind_exposure<'q>(q: AnyQuery<'q>, e: &'q ExposureRow) -> AnyQuery
         .bind(&e.library_version)
 }
 
+/// Binds an outcome's columns in the order of the `outcomes` table, with a new row id.
+/// The amount goes as text (the SQL casts it): sqlx's `Any` driver cannot bind a NULL
+/// `f64`.
+pub(crate) fn bind_outcome<'q>(q: AnyQuery<'q>, o: &'q OutcomeRow) -> AnyQuery<'q> {
+    q.bind(bulk::next_outcome_id().to_string())
+        .bind(&o.deal_id)
+        .bind(&o.outcome)
+        .bind(o.amount.map(|a| a.to_string()))
+        .bind(&o.currency)
+        .bind(&o.closed_at)
+        .bind(&o.received_at)
+}
+
 const PING: &str = "UPDATE calls SET ended_at = ended_at WHERE 1 = 0";
 
 fn exposure_from_row(row: &AnyRow) -> Result<ExposureRow, sqlx::Error> {
@@ -587,15 +600,7 @@ impl Store {
         }
         .map_err(query_err("begin"))?;
         for o in outcomes {
-            let id = bulk::next_outcome_id();
-            sqlx::query(INSERT_OUTCOME)
-                .bind(id.to_string())
-                .bind(&o.deal_id)
-                .bind(&o.outcome)
-                .bind(o.amount.map(|a| a.to_string()))
-                .bind(&o.currency)
-                .bind(&o.closed_at)
-                .bind(&o.received_at)
+            bind_outcome(sqlx::query(INSERT_OUTCOME), o)
                 .execute(&mut *tx)
                 .await
                 .map_err(query_err("outcome insert"))?;
