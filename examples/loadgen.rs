@@ -540,17 +540,16 @@ fn proc_cpu(pid: u32) -> Option<f64> {
 }
 
 fn status_kib(pid: &str, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    proc_kib(&format!("/proc/{pid}/status"), key)
 }
 
 fn meminfo_kib(key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    proc_kib("/proc/meminfo", key)
+}
+
+/// The number after `key` in a `/proc` file of `Key: value kB` lines.
+fn proc_kib(path: &str, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
     s.lines()
         .find(|l| l.starts_with(key))?
         .split_whitespace()
