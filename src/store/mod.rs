@@ -406,7 +406,12 @@ impl Store {
         // retries, /readyz) get an error instead of hanging.
         let options = AnyPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(Duration::from_secs(5))
+            // A failed COMMIT (SQLITE_FULL, a dropped link) can leave a connection inside a
+            // transaction; back in the pool, every later BEGIN on it would fail and wedge
+            // whoever writes next. Such a connection is closed instead (the pool opens a
+            // fresh one).
+            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
         let options = match backend {
             Backend::Sqlite => {
                 // WAL is a property of the file: set it once, on one connection, before the
@@ -462,25 +467,9 @@ impl Store {
 
     /// Writes the records in one transaction; returns how many exposure rows were new.
     async fn write_batch_counted(&self, records: &[Record]) -> Result<u64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(query_err("connect"))?;
-        let result = self.write_on(&mut conn, records).await;
-        if result.is_err() {
-            // A failed COMMIT (SQLITE_FULL, a dropped link) can leave the connection inside
-            // a transaction it no longer tracks; every later BEGIN on it would fail. A fresh
-            // connection is the safe retry.
-            conn.close_on_drop();
-        }
-        result
-    }
-
-    async fn write_on(
-        &self,
-        conn: &mut AnyConnection,
-        records: &[Record],
-    ) -> Result<u64, StoreError> {
         let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => conn.begin().await,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
         }
         .map_err(query_err("begin"))?;
         let mut exposures = 0;
