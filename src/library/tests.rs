@@ -431,3 +431,47 @@ fn a_large_library_checked_in_parallel_reports_like_a_small_one() {
     assert_eq!(library.cards().len(), 397);
     assert!(library.cards().windows(2).all(|w| w[0].id < w[1].id));
 }
+
+#[test]
+fn phrases_like_no_and_on_are_text() {
+    // YAML 1.2: unquoted `no`, `yes`, `on` are strings, so they work as phrases.
+    let yaml = GOOD.replace(
+        "any: [\"price is too high\", \"too expensive\"]",
+        "any: [no, yes, on, \"too expensive\"]",
+    );
+    let lib = load(&[("price.yaml", &yaml)]).unwrap();
+    let phrases: Vec<&str> = lib.card("price").unwrap().triggers.any[..3]
+        .iter()
+        .map(|p| p.normalized.as_str())
+        .collect();
+    assert_eq!(phrases, ["no", "yes", "on"]);
+}
+
+#[test]
+fn cards_in_one_file_can_share_fields_with_a_merge_key() {
+    let yaml = "\
+- &base
+  id: price
+  title: Price objection
+  category: objection
+  priority: 90
+  triggers:
+    any: [too expensive]
+  body: Anchor on value.
+- <<: *base
+  id: budget
+  triggers:
+    any: [no budget]
+";
+    let lib = load(&[("cards.yaml", yaml)]).unwrap();
+    let budget = lib.card("budget").unwrap();
+    assert_eq!(budget.title, "Price objection");
+    assert_eq!(budget.priority, 90);
+    assert_eq!(budget.triggers.any[0].normalized, "no budget");
+    assert_eq!(budget.origin.to_string(), "cards.yaml:9:3");
+
+    // A merged field that is wrong is reported where it is written.
+    let bad = yaml.replace("priority: 90", "priority: high");
+    let e = errors(&[("cards.yaml", &bad)]);
+    has(&e, "cards.yaml", 5, "`priority`: expected an integer");
+}

@@ -4,12 +4,24 @@
 //! YAML is first read into this generic tree, where every node keeps its line and column,
 //! and `schema` then walks it and reports all problems. This is the only module that calls
 //! the YAML parser, so swapping parsers touches one file.
+//!
+//! The tree is built straight from the parser's events (a large library's reload is
+//! dominated by this step). Plain scalars resolve by the YAML 1.2 core schema: only
+//! `true`/`false` are booleans, so a phrase such as `no`, `yes` or `on` stays text.
+//! Anchors, aliases and `<<` merge keys work; what a hostile file can cost is bounded
+//! (nesting depth, nodes copied by aliases).
 
-use std::fmt;
+use std::borrow::Cow;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{Budget, DuplicateKeyPolicy, Options, Spanned};
+use granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
+
+/// Deeper nesting is refused: no card needs it, and it bounds recursion downstream.
+pub const MAX_DEPTH: usize = 64;
+
+/// Nodes that aliases may copy, beyond this many per input byte, are refused (a "billion
+/// laughs" file is a few lines long).
+const ALIAS_NODES_PER_BYTE: usize = 4;
+const ALIAS_NODES_MIN: usize = 4096;
 
 /// Line and column (1-based) of a YAML node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
@@ -60,129 +72,427 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parses one YAML document into a located tree.
-///
-/// Budgets bound what a hostile file can cost (alias expansion, nesting, size).
-pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    let mut options = Options::default();
-    options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
-    let mut budget = Budget::default();
-    budget.max_depth = budget.max_depth.min(64);
-    options.budget = Some(budget);
-    if text.trim().is_empty() {
-        return Ok(Node {
-            value: Value::Null,
-            pos: Pos { line: 1, column: 1 },
-        });
-    }
-    serde_saphyr::from_str_with_options::<Node>(text, options).map_err(|e| {
-        let pos = e
-            .location()
-            .map(|l| Pos {
-                line: l.line() as u32,
-                column: l.column() as u32,
-            })
-            .unwrap_or_default();
+impl SyntaxError {
+    fn at(pos: Pos, message: impl Into<String>) -> SyntaxError {
         SyntaxError {
             pos,
-            message: plain_message(&e.to_string()),
+            message: message.into(),
         }
+    }
+}
+
+/// Parses one YAML document into a located tree. An empty file is `Null` at 1:1; a second
+/// document in the same file is an error.
+pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        anchors: Vec::new(),
+        alias_budget: text
+            .len()
+            .saturating_mul(ALIAS_NODES_PER_BYTE)
+            .max(ALIAS_NODES_MIN),
+        root: None,
+    };
+    let mut documents = 0;
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.map_err(scan_error)?;
+        let pos = pos_of(&span);
+        match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(SyntaxError::at(
+                        pos,
+                        "a file holds one YAML document; this is a second (remove the `---` or split the file)",
+                    ));
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                // Only a plain, untagged `<<` is the merge key; `"<<"` is an ordinary key.
+                let merge_key = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
+                let value = resolve(text, style, tag.as_deref(), pos)?;
+                builder.push(Node { value, pos }, anchor, merge_key)?;
+            }
+            Event::SequenceStart(_, anchor, _) => builder.open(pos, anchor, Open::Seq)?,
+            Event::MappingStart(_, anchor, _) => builder.open(pos, anchor, Open::Map)?,
+            Event::SequenceEnd | Event::MappingEnd => builder.close()?,
+            Event::Alias(id) => builder.alias(id, pos)?,
+            _ => {}
+        }
+    }
+    Ok(builder.root.unwrap_or(Node {
+        value: Value::Null,
+        pos: Pos { line: 1, column: 1 },
+    }))
+}
+
+fn pos_of(span: &Span) -> Pos {
+    Pos {
+        line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+        column: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+    }
+}
+
+fn scan_error(e: ScanError) -> SyntaxError {
+    let marker = e.marker();
+    SyntaxError::at(
+        Pos {
+            line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
+            column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
+        },
+        e.info(),
+    )
+}
+
+enum Open {
+    Seq,
+    Map,
+}
+
+/// A collection being read.
+struct Frame {
+    pos: Pos,
+    anchor: usize,
+    kind: FrameKind,
+}
+
+enum FrameKind {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<(Node, Node)>,
+        /// A key waiting for its value; `true` when it is the merge key `<<`.
+        key: Option<(Node, bool)>,
+        /// Values of `<<` keys, merged in when the mapping ends.
+        merges: Vec<Node>,
+    },
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    /// Anchored nodes by anchor id (ids count from 1 in document order); `None` while the
+    /// anchored collection is still open, so an alias to it is recursive.
+    anchors: Vec<Option<Node>>,
+    alias_budget: usize,
+    root: Option<Node>,
+}
+
+impl Builder {
+    fn open(&mut self, pos: Pos, anchor: usize, kind: Open) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError::at(
+                pos,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        if anchor != 0 {
+            self.set_anchor(anchor, None);
+        }
+        let kind = match kind {
+            Open::Seq => FrameKind::Seq(Vec::new()),
+            Open::Map => FrameKind::Map {
+                entries: Vec::new(),
+                key: None,
+                merges: Vec::new(),
+            },
+        };
+        self.stack.push(Frame { pos, anchor, kind });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), SyntaxError> {
+        let Some(frame) = self.stack.pop() else {
+            return Ok(());
+        };
+        let value = match frame.kind {
+            FrameKind::Seq(items) => Value::Seq(items),
+            FrameKind::Map {
+                mut entries,
+                merges,
+                ..
+            } => {
+                merge(&mut entries, merges)?;
+                Value::Map(entries)
+            }
+        };
+        self.push(
+            Node {
+                value,
+                pos: frame.pos,
+            },
+            frame.anchor,
+            false,
+        )
+    }
+
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<(), SyntaxError> {
+        let Some(Some(target)) = self.anchors.get(id) else {
+            return Err(SyntaxError::at(
+                pos,
+                "alias refers to a node that contains it (recursive alias)",
+            ));
+        };
+        let cost = size(target);
+        if cost > self.alias_budget {
+            return Err(SyntaxError::at(
+                pos,
+                "aliases expand to too many nodes (is this file an alias bomb?)",
+            ));
+        }
+        self.alias_budget -= cost;
+        // The copy is where the alias is; its children keep the anchor's positions, which
+        // is where their text is.
+        let node = Node {
+            value: target.value.clone(),
+            pos,
+        };
+        self.push(node, 0, false)
+    }
+
+    fn set_anchor(&mut self, id: usize, node: Option<Node>) {
+        if self.anchors.len() <= id {
+            self.anchors.resize(id + 1, None);
+        }
+        self.anchors[id] = node;
+    }
+
+    /// A finished node goes to its parent (or becomes the root).
+    fn push(&mut self, node: Node, anchor: usize, merge_key: bool) -> Result<(), SyntaxError> {
+        if anchor != 0 {
+            let cost = size(&node);
+            if cost > self.alias_budget {
+                return Err(SyntaxError::at(
+                    node.pos,
+                    "anchors copy too many nodes (is this file an alias bomb?)",
+                ));
+            }
+            self.alias_budget -= cost;
+            self.set_anchor(anchor, Some(node.clone()));
+        }
+        let Some(frame) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return Ok(());
+        };
+        match &mut frame.kind {
+            FrameKind::Seq(items) => items.push(node),
+            FrameKind::Map {
+                entries,
+                key,
+                merges,
+            } => match key.take() {
+                None => *key = Some((node, merge_key)),
+                Some((_, true)) => merges.push(node),
+                Some((k, false)) => entries.push((k, node)),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Applies `<<` merge keys (yaml.org/type/merge): each merged mapping's entries are added
+/// unless the key is already present, so explicit keys win, and of a list of mappings the
+/// earlier wins. Merged entries keep their own positions (where their text is).
+fn merge(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>) -> Result<(), SyntaxError> {
+    for source in merges {
+        let pos = source.pos;
+        let maps = match source.value {
+            Value::Map(m) => vec![m],
+            Value::Seq(items) => {
+                let mut maps = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.value {
+                        Value::Map(m) => maps.push(m),
+                        other => return Err(merge_error(item.pos, &other)),
+                    }
+                }
+                maps
+            }
+            other => return Err(merge_error(pos, &other)),
+        };
+        for map in maps {
+            for (k, v) in map {
+                if !entries.iter().any(|(e, _)| e.value == k.value) {
+                    entries.push((k, v));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge_error(pos: Pos, found: &Value) -> SyntaxError {
+    SyntaxError::at(
+        pos,
+        format!(
+            "merge key `<<` takes a mapping or a list of mappings, found {}",
+            found.kind()
+        ),
+    )
+}
+
+/// Nodes in a tree (what copying it costs).
+fn size(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| size(k) + size(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
+}
+
+/// A scalar's value: an explicit core tag (`!!str`, `!!int`, …) decides; quoted and block
+/// scalars are strings; plain scalars follow the YAML 1.2 core schema. Tags outside the
+/// core schema are ignored.
+fn resolve(
+    text: Cow<'_, str>,
+    style: ScalarStyle,
+    tag: Option<&Tag>,
+    pos: Pos,
+) -> Result<Value, SyntaxError> {
+    let wrong =
+        |what: &str| SyntaxError::at(pos, format!("`{}` is not {what}", truncate(&text, 40)));
+    match tag.and_then(Tag::core_suffix) {
+        Some("str") => return Ok(Value::Str(text.into_owned())),
+        Some("null") if text.is_empty() || null(&text) => return Ok(Value::Null),
+        Some("null") => return Err(wrong("null (tagged `!!null`)")),
+        Some("bool") => {
+            return bool_(&text)
+                .map(Value::Bool)
+                .ok_or_else(|| wrong("true or false (tagged `!!bool`)"));
+        }
+        Some("int") => return int(&text).ok_or_else(|| wrong("an integer (tagged `!!int`)")),
+        Some("float") => {
+            return match int(&text) {
+                Some(Value::Int(i)) => Ok(Value::Float(i as f64)),
+                Some(v) => Ok(v),
+                None => float(&text)
+                    .map(Value::Float)
+                    .ok_or_else(|| wrong("a number (tagged `!!float`)")),
+            };
+        }
+        _ => {}
+    }
+    // The non-specific tag `!` marks a scalar as a string.
+    let non_specific = tag.is_some_and(|t| t.parts() == ("", "!"));
+    if style != ScalarStyle::Plain || non_specific {
+        return Ok(Value::Str(text.into_owned()));
+    }
+    if text.is_empty() || null(&text) {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = bool_(&text) {
+        return Ok(Value::Bool(b));
+    }
+    // Only text that starts like a number can be one; most scalars are words.
+    let first = text.as_bytes()[0];
+    if first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.') {
+        if let Some(v) = int(&text) {
+            return Ok(v);
+        }
+        if let Some(f) = float(&text) {
+            return Ok(Value::Float(f));
+        }
+    }
+    Ok(Value::Str(text.into_owned()))
+}
+
+fn truncate(s: &str, max_chars: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => Cow::Owned(format!("{}…", &s[..i])),
+        None => Cow::Borrowed(s),
+    }
+}
+
+fn null(s: &str) -> bool {
+    matches!(s, "~" | "null" | "Null" | "NULL")
+}
+
+fn bool_(s: &str) -> Option<bool> {
+    match s {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// Core-schema integers: `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`. One too large for
+/// 64 bits is a float, as in the core schema.
+fn int(s: &str) -> Option<Value> {
+    if let Some(oct) = s.strip_prefix("0o") {
+        return radix(oct, 8);
+    }
+    if let Some(hex) = s.strip_prefix("0x") {
+        return radix(hex, 16);
+    }
+    let signed = s.strip_prefix('+').unwrap_or(s);
+    let digits = signed.strip_prefix('-').unwrap_or(signed);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match signed.parse::<i64>() {
+        Ok(i) => Value::Int(i),
+        Err(_) => Value::Float(signed.parse::<f64>().ok()?),
     })
 }
 
-/// The parser's message without its own location prefix or source snippet: our error
-/// type prints `file:line:col` itself.
-fn plain_message(rendered: &str) -> String {
-    let first = rendered.lines().next().unwrap_or(rendered).trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    // "line 3 column 5: msg" or "msg at line 3, column 5"
-    let mut msg = first.to_string();
-    if let Some(rest) = msg.strip_prefix("line ") {
-        if let Some(idx) = rest.find(": ") {
-            msg = rest[idx + 2..].to_string();
-        }
+fn radix(digits: &str, radix: u32) -> Option<Value> {
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
     }
-    if let Some(idx) = msg.find(" at line ") {
-        msg.truncate(idx);
-    }
-    msg
+    Some(match i64::from_str_radix(digits, radix) {
+        Ok(i) => Value::Int(i),
+        Err(_) => Value::Float(
+            digits
+                .chars()
+                .filter_map(|c| c.to_digit(radix))
+                .fold(0.0, |acc, d| acc * f64::from(radix) + f64::from(d)),
+        ),
+    })
 }
 
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let spanned = Spanned::<Value>::deserialize(d)?;
-        Ok(Node {
-            value: spanned.value,
-            pos: Pos {
-                line: spanned.referenced.line() as u32,
-                column: spanned.referenced.column() as u32,
-            },
-        })
+/// Core-schema floats: `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`, `.inf`, `.nan`.
+fn float(s: &str) -> Option<f64> {
+    let (sign, unsigned) = match s.as_bytes().first() {
+        Some(b'-') => (-1.0, &s[1..]),
+        Some(b'+') => (1.0, &s[1..]),
+        _ => (1.0, s),
+    };
+    match unsigned {
+        ".inf" | ".Inf" | ".INF" => return Some(sign * f64::INFINITY),
+        ".nan" | ".NaN" | ".NAN" if unsigned.len() == s.len() => return Some(f64::NAN),
+        _ => {}
     }
-}
-
-impl<'de> Deserialize<'de> for Value {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValueVisitor)
+    let b = unsigned.as_bytes();
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let int_digits = digits(0);
+    let mut i = int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        frac_digits = digits(i + 1);
+        i += 1 + frac_digits;
     }
-}
-
-struct ValueVisitor;
-
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
+    if int_digits == 0 && frac_digits == 0 {
+        return None;
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Int(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
-    }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
-        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
-    }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        Ok(i64::try_from(v).map_or(Value::Float(v as f64), Value::Int))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Float(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::Str(v.to_string()))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::Str(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        Value::deserialize(d)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(node) = seq.next_element::<Node>()? {
-            items.push(node);
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
         }
-        Ok(Value::Seq(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<Node>()? {
-            let value = map.next_value::<Node>()?;
-            entries.push((key, value));
+        let exp_digits = digits(i);
+        if exp_digits == 0 {
+            return None;
         }
-        Ok(Value::Map(entries))
+        i += exp_digits;
     }
+    if i != b.len() {
+        return None;
+    }
+    // The grammar above is a subset of what `f64::from_str` takes.
+    unsigned.parse::<f64>().ok().map(|f| sign * f)
 }
 
 #[cfg(test)]
@@ -230,11 +540,185 @@ mod tests {
         assert!(!e.message.is_empty());
     }
 
+    fn scalar(text: &str) -> Value {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{text:?}: {e:?}"))
+            .value
+    }
+
+    fn str_(s: &str) -> Value {
+        Value::Str(s.into())
+    }
+
+    fn err(text: &str) -> SyntaxError {
+        parse(text).expect_err(text)
+    }
+
     #[test]
     fn scalars_and_empty_documents() {
         assert_eq!(parse("").unwrap().value, Value::Null);
-        assert_eq!(parse("5").unwrap().value, Value::Int(5));
-        assert_eq!(parse("true").unwrap().value, Value::Bool(true));
-        assert_eq!(parse("'5'").unwrap().value, Value::Str("5".into()));
+        assert_eq!(parse("# only a comment\n").unwrap().value, Value::Null);
+        assert_eq!(parse("").unwrap().pos, p(1, 1));
+        assert_eq!(scalar("5"), Value::Int(5));
+        assert_eq!(scalar("true"), Value::Bool(true));
+        assert_eq!(scalar("'5'"), str_("5"));
+        assert_eq!(scalar("|\n  two\n  lines\n"), str_("two\nlines\n"));
+    }
+
+    #[test]
+    fn only_true_and_false_are_booleans() {
+        // YAML 1.2: a phrase like `no` or `on` is text, not a boolean (the "Norway problem").
+        for word in ["yes", "no", "on", "off", "y", "n", "Yes", "NO"] {
+            assert_eq!(scalar(word), str_(word), "{word}");
+        }
+        for (word, b) in [
+            ("true", true),
+            ("True", true),
+            ("TRUE", true),
+            ("false", false),
+        ] {
+            assert_eq!(scalar(word), Value::Bool(b), "{word}");
+        }
+        assert_eq!(scalar("'true'"), str_("true"));
+    }
+
+    #[test]
+    fn nulls() {
+        for word in ["~", "null", "Null", "NULL"] {
+            assert_eq!(scalar(word), Value::Null, "{word}");
+        }
+        assert_eq!(scalar("'null'"), str_("null"));
+        assert_eq!(scalar("nulls"), str_("nulls"));
+        let Value::Map(entries) = scalar("a:\nb: 1\n") else {
+            panic!()
+        };
+        assert_eq!(entries[0].1.value, Value::Null);
+    }
+
+    #[test]
+    fn numbers_follow_the_core_schema() {
+        assert_eq!(scalar("010"), Value::Int(10));
+        assert_eq!(scalar("-7"), Value::Int(-7));
+        assert_eq!(scalar("+7"), Value::Int(7));
+        assert_eq!(scalar("0x1F"), Value::Int(31));
+        assert_eq!(scalar("0o17"), Value::Int(15));
+        assert_eq!(scalar("99999999999999999999"), Value::Float(1e20));
+        assert_eq!(scalar("1.5"), Value::Float(1.5));
+        assert_eq!(scalar(".5"), Value::Float(0.5));
+        assert_eq!(scalar("-2."), Value::Float(-2.0));
+        assert_eq!(scalar("1e3"), Value::Float(1000.0));
+        assert_eq!(scalar("-.inf"), Value::Float(f64::NEG_INFINITY));
+        assert!(matches!(scalar(".nan"), Value::Float(f) if f.is_nan()));
+        // Not numbers: kept as the text the author wrote.
+        for text in [
+            "1_000", "1.2.3", ".", "-x", "e5", "1e", "0x", "0b101", "12abc", "+.nan", "3 days",
+        ] {
+            assert_eq!(scalar(text), str_(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn core_tags_decide_the_type() {
+        assert_eq!(scalar("!!str 5"), str_("5"));
+        assert_eq!(scalar("!!str true"), str_("true"));
+        assert_eq!(scalar("!!str"), str_(""));
+        assert_eq!(scalar("!!int '5'"), Value::Int(5));
+        assert_eq!(scalar("!!float 1"), Value::Float(1.0));
+        assert_eq!(scalar("!!bool 'false'"), Value::Bool(false));
+        assert_eq!(scalar("!!null ''"), Value::Null);
+        assert_eq!(scalar("! 5"), str_("5"));
+        // A tag outside the core schema is ignored.
+        assert_eq!(scalar("!price 5"), Value::Int(5));
+        let e = err("a: 1\nb: !!int five\n");
+        assert_eq!(e.pos, p(2, 10));
+        assert!(e.message.contains("`five` is not an integer"), "{e:?}");
+        assert!(err("!!bool yes").message.contains("not true or false"));
+    }
+
+    #[test]
+    fn aliases_copy_the_anchored_node() {
+        let n = parse("a: &x [p, q]\nb: *x\n").unwrap();
+        let Value::Map(entries) = &n.value else {
+            panic!()
+        };
+        assert_eq!(entries[1].1.value, entries[0].1.value);
+        // The copy is located at the alias; its items where their text is.
+        assert_eq!(entries[1].1.pos, p(2, 4));
+        let e = err("a: 1\nb: *nowhere\n");
+        assert_eq!(e.pos.line, 2);
+        assert!(e.message.contains("anchor"), "{e:?}");
+    }
+
+    #[test]
+    fn merge_keys_fill_in_what_the_mapping_does_not_set() {
+        let yaml = "\
+base: &base {title: Shared, priority: 10}
+other: &other {priority: 20, body: Other}
+card:
+  <<: [*base, *other]
+  priority: 90
+  \"<<\": literal
+";
+        let Value::Map(top) = scalar(yaml) else {
+            panic!()
+        };
+        let Value::Map(card) = &top[2].1.value else {
+            panic!()
+        };
+        let got: Vec<(String, Value)> = card
+            .iter()
+            .map(|(k, v)| match &k.value {
+                Value::Str(k) => (k.clone(), v.value.clone()),
+                other => panic!("key {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("priority".into(), Value::Int(90)),
+                ("<<".into(), str_("literal")),
+                ("title".into(), str_("Shared")),
+                ("body".into(), str_("Other")),
+            ]
+        );
+        // Merged entries point at their own text.
+        assert_eq!(card[2].1.pos, p(1, 21));
+        let e = err("a:\n  <<: 5\n");
+        assert_eq!(e.pos, p(2, 7));
+        assert!(
+            e.message.contains("merge key `<<` takes a mapping"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_second_document_is_an_error() {
+        let e = err("id: a\n---\nid: b\n");
+        assert_eq!(e.pos.line, 2);
+        assert!(e.message.contains("one YAML document"), "{e:?}");
+        // An explicit start and end of the one document are fine.
+        assert_eq!(scalar("---\nx\n...\n"), str_("x"));
+    }
+
+    #[test]
+    fn hostile_files_are_bounded() {
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let e = err(&deep);
+        assert!(e.message.contains("nesting deeper than 64"), "{e:?}");
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+        {
+            bomb.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 10].join(", ")
+            ));
+        }
+        let e = err(&bomb);
+        assert!(e.message.contains("too many nodes"), "{e:?}");
     }
 }
