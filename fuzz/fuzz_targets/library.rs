@@ -1,7 +1,8 @@
 //! The YAML card loader: any bytes as a card file and as a vocabulary file must give a
-//! library or located errors, never a panic.
+//! library or located errors, never a panic; every error points inside its file.
 #![no_main]
 
+use cuedeck::library::{Library, LibraryError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -9,8 +10,18 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (card, vocab) = text.split_once("\n---\n").unwrap_or((text, ""));
-    let _ = cuedeck::library::Library::from_sources(
-        &[("card.yaml", card), ("_vocab.yaml", vocab)],
-        "fuzz",
-    );
+    let files = [("card.yaml", card), ("_vocab.yaml", vocab)];
+    if let Err(LibraryError::Invalid(errors)) = Library::from_sources(&files, "fuzz") {
+        for e in errors {
+            let (_, text) = files
+                .iter()
+                .find(|(name, _)| *name == e.file)
+                .unwrap_or_else(|| panic!("error names an unknown file: {e}"));
+            // YAML breaks lines at `\n`, `\r\n` and a lone `\r`; a position may be just past
+            // the last break.
+            let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u32;
+            assert!(e.line >= 1 && e.line <= lines, "{e} (file has {lines} lines)");
+            assert!(e.column >= 1, "{e}");
+        }
+    }
 });

@@ -169,51 +169,52 @@ impl Library {
             errors.append(&mut c.errors);
         }
 
-        let card_files: Vec<&(&str, usize, yaml::Node)> = parsed
-            .iter()
-            .filter(|(name, _, _)| !base_name(name).starts_with('_'))
-            .collect();
+        // One work item per card, not per file, so that one large file holding a list of
+        // cards is checked on every core too. Item order is file order, then list order.
+        let mut items: Vec<(&str, usize, &yaml::Node)> = Vec::new();
+        for (name, len, node) in &parsed {
+            if base_name(name).starts_with('_') {
+                continue;
+            }
+            match &node.value {
+                yaml::Value::Seq(list) => {
+                    let each = len / list.len().max(1);
+                    items.extend(list.iter().map(|item| (*name, each, item)));
+                }
+                yaml::Value::Null => {
+                    let mut c = schema::Checker::new(name);
+                    c.err(node.pos, "empty file: expected a card or a list of cards");
+                    errors.append(&mut c.errors);
+                }
+                _ => items.push((*name, *len, node)),
+            }
+        }
         let checked = par_map(
-            &card_files,
+            &items,
             |(_, len, _)| *len,
             |(name, _, node)| {
                 let mut c = schema::Checker::new(name);
-                let items: Vec<&yaml::Node> = match &node.value {
-                    yaml::Value::Seq(items) => items.iter().collect(),
-                    yaml::Value::Null => {
-                        c.err(node.pos, "empty file: expected a card or a list of cards");
-                        Vec::new()
-                    }
-                    _ => vec![node],
-                };
-                let cards: Vec<Card> = items
-                    .into_iter()
-                    .filter_map(|item| schema::card(&mut c, item, &vocab))
-                    .collect();
-                (cards, c.errors)
+                let card = schema::card(&mut c, node, &vocab);
+                (card, c.errors)
             },
         );
 
         let mut cards: Vec<Card> = Vec::new();
         let mut first_seen: HashMap<String, Origin> = HashMap::new();
-        for (file_cards, mut file_errors) in checked {
-            errors.append(&mut file_errors);
-            for card in file_cards {
-                if let Some(first) = first_seen.get(&card.id) {
-                    errors.push(LoadError {
-                        file: card.origin.file.clone(),
-                        line: card.origin.line,
-                        column: card.origin.column,
-                        message: format!(
-                            "duplicate card id `{}` (also defined at {first})",
-                            card.id
-                        ),
-                    });
-                    continue;
-                }
-                first_seen.insert(card.id.clone(), card.origin.clone());
-                cards.push(card);
+        for (card, mut card_errors) in checked {
+            errors.append(&mut card_errors);
+            let Some(card) = card else { continue };
+            if let Some(first) = first_seen.get(&card.id) {
+                errors.push(LoadError {
+                    file: card.origin.file.clone(),
+                    line: card.origin.line,
+                    column: card.origin.column,
+                    message: format!("duplicate card id `{}` (also defined at {first})", card.id),
+                });
+                continue;
             }
+            first_seen.insert(card.id.clone(), card.origin.clone());
+            cards.push(card);
         }
 
         let mut seen_keys: HashMap<&str, &Card> = HashMap::new();

@@ -433,6 +433,36 @@ fn a_large_library_checked_in_parallel_reports_like_a_small_one() {
 }
 
 #[test]
+fn one_large_file_checked_in_parallel_reports_like_many_small_ones() {
+    let card = |i: usize| {
+        GOOD.replace("id: price", &format!("id: card-{i:04}"))
+            .replace("\"too expensive\"", &format!("\"phrase number {i}\""))
+    };
+    let mut cards: Vec<String> = (0..400).map(card).collect();
+    cards[17] = cards[17].replace("priority: 90", "priority: -5");
+    cards[250] = card(3);
+    let mut text = String::new();
+    let mut starts = Vec::new();
+    for c in &cards {
+        starts.push(text.lines().count() as u32 + 1);
+        text.push_str(&format!("- {}\n", indent(c)));
+    }
+    assert!(text.len() > PARALLEL_MIN_BYTES, "not a parallel load");
+    let e = errors(&[("all.yaml", &text)]);
+    assert_eq!(e.len(), 2, "{}", join_lines(&e));
+    has(&e, "all.yaml", starts[17] + 3, "out of range");
+    has(
+        &e,
+        "all.yaml",
+        starts[250],
+        &format!(
+            "duplicate card id `card-0003` (also defined at all.yaml:{}:3)",
+            starts[3]
+        ),
+    );
+}
+
+#[test]
 fn phrases_like_no_and_on_are_text() {
     // YAML 1.2: unquoted `no`, `yes`, `on` are strings, so they work as phrases.
     let yaml = GOOD.replace(
