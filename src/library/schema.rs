@@ -46,11 +46,11 @@ const MAX_TITLE_CHARS: usize = 120;
 /// The entries of a mapping, first occurrence of each key, and where the mapping starts.
 pub(super) struct Fields<'n> {
     pos: Pos,
-    entries: Vec<(&'n str, &'n Node)>,
+    entries: Vec<(&'n str, &'n Node<'n>)>,
 }
 
 impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
+    fn get(&self, key: &str) -> Option<&'n Node<'n>> {
         self.entries
             .iter()
             .find(|(k, _)| *k == key)
@@ -93,7 +93,7 @@ impl<'a> Checker<'a> {
     /// duplicate keys (the duplicate at its second occurrence).
     pub fn fields<'n>(
         &mut self,
-        node: &'n Node,
+        node: &'n Node<'n>,
         what: &str,
         allowed: &[&str],
     ) -> Option<Fields<'n>> {
@@ -128,7 +128,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             seen.push((name, key.pos));
-            if !allowed.contains(&name.as_str()) {
+            if !allowed.contains(&name.as_ref()) {
                 let expected = allowed
                     .iter()
                     .map(|k| format!("`{k}`"))
@@ -145,7 +145,7 @@ impl<'a> Checker<'a> {
         Some(fields)
     }
 
-    fn required<'n>(&mut self, f: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
+    fn required<'n>(&mut self, f: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node<'n>> {
         let node = f.get(key);
         if node.is_none() {
             self.err(f.pos, format!("{what}: missing required field `{key}`"));
@@ -153,9 +153,9 @@ impl<'a> Checker<'a> {
         node
     }
 
-    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+    fn string(&mut self, node: &Node<'_>, field: &str) -> Option<String> {
         match &node.value {
-            Value::Str(s) => Some(s.clone()),
+            Value::Str(s) => Some(s.to_string()),
             other => {
                 self.err(
                     node.pos,
@@ -166,7 +166,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn nonempty_string(&mut self, node: &Node, field: &str) -> Option<String> {
+    fn nonempty_string(&mut self, node: &Node<'_>, field: &str) -> Option<String> {
         let s = self.string(node, field)?;
         if s.trim().is_empty() {
             self.err(node.pos, format!("`{field}`: must not be empty"));
@@ -175,7 +175,7 @@ impl<'a> Checker<'a> {
         Some(s)
     }
 
-    fn int_in(&mut self, node: &Node, field: &str, min: i64, max: i64) -> Option<u32> {
+    fn int_in(&mut self, node: &Node<'_>, field: &str, min: i64, max: i64) -> Option<u32> {
         match &node.value {
             Value::Int(v) if (min..=max).contains(v) => Some(*v as u32),
             Value::Int(v) => {
@@ -195,7 +195,7 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+    fn boolean(&mut self, node: &Node<'_>, field: &str) -> Option<bool> {
         match &node.value {
             Value::Bool(b) => Some(*b),
             other => {
@@ -208,7 +208,12 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn one_of<T: Copy>(&mut self, node: &Node, field: &str, options: &[(&str, T)]) -> Option<T> {
+    fn one_of<T: Copy>(
+        &mut self,
+        node: &Node<'_>,
+        field: &str,
+        options: &[(&str, T)],
+    ) -> Option<T> {
         let s = self.string(node, field)?;
         if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
             return Some(*v);
@@ -226,15 +231,15 @@ impl<'a> Checker<'a> {
     }
 
     /// A list of strings; a single string is accepted as a list of one.
-    fn string_list(&mut self, node: &Node, field: &str) -> Option<Vec<(String, Pos)>> {
+    fn string_list(&mut self, node: &Node<'_>, field: &str) -> Option<Vec<(String, Pos)>> {
         match &node.value {
-            Value::Str(s) => Some(vec![(s.clone(), node.pos)]),
+            Value::Str(s) => Some(vec![(s.to_string(), node.pos)]),
             Value::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 let mut ok = true;
                 for item in items {
                     match &item.value {
-                        Value::Str(s) => out.push((s.clone(), item.pos)),
+                        Value::Str(s) => out.push((s.to_string(), item.pos)),
                         other => {
                             self.err(
                                 item.pos,
@@ -263,7 +268,7 @@ impl<'a> Checker<'a> {
     }
 
     /// A phrase list: strings or `@vocab` references, each normalizing to some words.
-    fn phrases(&mut self, node: &Node, field: &str, vocab: &Vocab) -> Option<Vec<Phrase>> {
+    fn phrases(&mut self, node: &Node<'_>, field: &str, vocab: &Vocab) -> Option<Vec<Phrase>> {
         let items = self.string_list(node, field)?;
         if items.is_empty() {
             self.err(node.pos, format!("`{field}`: empty phrase list"));
@@ -315,7 +320,7 @@ impl<'a> Checker<'a> {
         ok.then_some(out)
     }
 
-    fn links(&mut self, node: &Node, field: &str) -> Option<Vec<Link>> {
+    fn links(&mut self, node: &Node<'_>, field: &str) -> Option<Vec<Link>> {
         let Value::Seq(items) = &node.value else {
             self.err(
                 node.pos,
@@ -356,7 +361,7 @@ impl<'a> Checker<'a> {
         ok.then_some(out)
     }
 
-    fn title(&mut self, node: &Node, field: &str) -> Option<String> {
+    fn title(&mut self, node: &Node<'_>, field: &str) -> Option<String> {
         let title = self.nonempty_string(node, field)?;
         let chars = title.chars().count();
         if chars > MAX_TITLE_CHARS {
@@ -380,7 +385,7 @@ pub(super) fn valid_id(id: &str) -> bool {
 }
 
 /// Checks one card mapping. Returns `None` when it has errors (all of them reported).
-pub(super) fn card(c: &mut Checker<'_>, node: &Node, vocab: &Vocab) -> Option<Card> {
+pub(super) fn card(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Option<Card> {
     let before = c.errors.len();
     let f = c.fields(node, "card", CARD_FIELDS)?;
 
@@ -448,7 +453,7 @@ pub(super) fn card(c: &mut Checker<'_>, node: &Node, vocab: &Vocab) -> Option<Ca
     })
 }
 
-fn triggers(c: &mut Checker<'_>, node: &Node, vocab: &Vocab) -> Option<Triggers> {
+fn triggers(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Option<Triggers> {
     let before = c.errors.len();
     let f = c.fields(node, "triggers", TRIGGER_FIELDS)?;
     let any = c
@@ -561,7 +566,7 @@ fn triggers(c: &mut Checker<'_>, node: &Node, vocab: &Vocab) -> Option<Triggers>
     })
 }
 
-fn when(c: &mut Checker<'_>, node: &Node) -> Option<When> {
+fn when(c: &mut Checker<'_>, node: &Node<'_>) -> Option<When> {
     let before = c.errors.len();
     let f = c.fields(node, "when", WHEN_FIELDS)?;
     let mut conditions = Vec::new();
@@ -581,7 +586,7 @@ fn when(c: &mut Checker<'_>, node: &Node) -> Option<When> {
     (c.errors.len() == before).then_some(When { conditions })
 }
 
-fn examples(c: &mut Checker<'_>, node: &Node) -> Option<Examples> {
+fn examples(c: &mut Checker<'_>, node: &Node<'_>) -> Option<Examples> {
     let f = c.fields(node, "examples", EXAMPLE_FIELDS)?;
     let mut list = |key: &str| -> Option<Vec<(String, Origin)>> {
         match f.get(key) {
@@ -599,7 +604,7 @@ fn examples(c: &mut Checker<'_>, node: &Node) -> Option<Examples> {
     })
 }
 
-fn experiment(c: &mut Checker<'_>, node: &Node, card_id: Option<&str>) -> Option<Experiment> {
+fn experiment(c: &mut Checker<'_>, node: &Node<'_>, card_id: Option<&str>) -> Option<Experiment> {
     let before = c.errors.len();
     let f = c.fields(node, "experiment", EXPERIMENT_FIELDS)?;
     let key = match f.get("key") {
@@ -635,7 +640,7 @@ fn experiment(c: &mut Checker<'_>, node: &Node, card_id: Option<&str>) -> Option
     })
 }
 
-fn variants(c: &mut Checker<'_>, node: &Node) -> Option<Vec<Variant>> {
+fn variants(c: &mut Checker<'_>, node: &Node<'_>) -> Option<Vec<Variant>> {
     let Value::Seq(items) = &node.value else {
         c.err(
             node.pos,
@@ -743,7 +748,7 @@ fn variants(c: &mut Checker<'_>, node: &Node) -> Option<Vec<Variant>> {
 }
 
 /// Checks `_deck.yaml`.
-pub(super) fn deck(c: &mut Checker<'_>, node: &Node) -> Option<Deck> {
+pub(super) fn deck(c: &mut Checker<'_>, node: &Node<'_>) -> Option<Deck> {
     if node.value == Value::Null {
         return Some(Deck::default());
     }
@@ -774,7 +779,7 @@ pub(super) fn deck(c: &mut Checker<'_>, node: &Node) -> Option<Deck> {
 }
 
 /// Checks `_vocab.yaml`: named lists of phrases (no nested references).
-pub(super) fn vocab(c: &mut Checker<'_>, node: &Node) -> Vocab {
+pub(super) fn vocab(c: &mut Checker<'_>, node: &Node<'_>) -> Vocab {
     let mut out = Vocab::new();
     if node.value == Value::Null {
         return out;
@@ -795,7 +800,7 @@ pub(super) fn vocab(c: &mut Checker<'_>, node: &Node) -> Vocab {
             c.err(key.pos, "_vocab.yaml: list names must be strings");
             continue;
         };
-        if let Some(first) = seen.get(name.as_str()) {
+        if let Some(first) = seen.get(name.as_ref()) {
             c.err(
                 key.pos,
                 format!(
@@ -830,7 +835,7 @@ pub(super) fn vocab(c: &mut Checker<'_>, node: &Node) -> Vocab {
                 phrases.push(text);
             }
         }
-        out.insert(name.clone(), phrases);
+        out.insert(name.to_string(), phrases);
     }
     out
 }

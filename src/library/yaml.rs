@@ -30,27 +30,28 @@ pub struct Pos {
     pub column: u32,
 }
 
-/// One YAML node and where it starts.
+/// One YAML node and where it starts. Strings borrow from the file's text where they can
+/// (most do: a large library's load allocates far less).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    pub value: Value,
+pub struct Node<'a> {
+    pub value: Value<'a>,
     pub pos: Pos,
 }
 
 /// A YAML value. Mappings keep their entries in order, duplicates included, so that the
 /// schema checker can report a duplicate key at its second occurrence.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    Str(Cow<'a, str>),
+    Seq(Vec<Node<'a>>),
+    Map(Vec<(Node<'a>, Node<'a>)>),
 }
 
-impl Value {
+impl Value<'_> {
     /// What kind of value this is, for error messages ("expected a string, found a list").
     pub fn kind(&self) -> &'static str {
         match self {
@@ -83,7 +84,7 @@ impl SyntaxError {
 
 /// Parses one YAML document into a located tree. An empty file is `Null` at 1:1; a second
 /// document in the same file is an error.
-pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
     let mut builder = Builder {
         stack: Vec::new(),
         anchors: Vec::new(),
@@ -150,33 +151,33 @@ enum Open {
 }
 
 /// A collection being read.
-struct Frame {
+struct Frame<'a> {
     pos: Pos,
     anchor: usize,
-    kind: FrameKind,
+    kind: FrameKind<'a>,
 }
 
-enum FrameKind {
-    Seq(Vec<Node>),
+enum FrameKind<'a> {
+    Seq(Vec<Node<'a>>),
     Map {
-        entries: Vec<(Node, Node)>,
+        entries: Vec<(Node<'a>, Node<'a>)>,
         /// A key waiting for its value; `true` when it is the merge key `<<`.
-        key: Option<(Node, bool)>,
+        key: Option<(Node<'a>, bool)>,
         /// Values of `<<` keys, merged in when the mapping ends.
-        merges: Vec<Node>,
+        merges: Vec<Node<'a>>,
     },
 }
 
-struct Builder {
-    stack: Vec<Frame>,
+struct Builder<'a> {
+    stack: Vec<Frame<'a>>,
     /// Anchored nodes by anchor id (ids count from 1 in document order); `None` while the
     /// anchored collection is still open, so an alias to it is recursive.
-    anchors: Vec<Option<Node>>,
+    anchors: Vec<Option<Node<'a>>>,
     alias_budget: usize,
-    root: Option<Node>,
+    root: Option<Node<'a>>,
 }
 
-impl Builder {
+impl<'a> Builder<'a> {
     fn open(&mut self, pos: Pos, anchor: usize, kind: Open) -> Result<(), SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(SyntaxError::at(
@@ -248,7 +249,7 @@ impl Builder {
         self.push(node, 0, false)
     }
 
-    fn set_anchor(&mut self, id: usize, node: Option<Node>) {
+    fn set_anchor(&mut self, id: usize, node: Option<Node<'a>>) {
         if self.anchors.len() <= id {
             self.anchors.resize(id + 1, None);
         }
@@ -256,7 +257,7 @@ impl Builder {
     }
 
     /// A finished node goes to its parent (or becomes the root).
-    fn push(&mut self, node: Node, anchor: usize, merge_key: bool) -> Result<(), SyntaxError> {
+    fn push(&mut self, node: Node<'a>, anchor: usize, merge_key: bool) -> Result<(), SyntaxError> {
         if anchor != 0 {
             let cost = size(&node);
             if cost > self.alias_budget {
@@ -291,7 +292,10 @@ impl Builder {
 /// Applies `<<` merge keys (yaml.org/type/merge): each merged mapping's entries are added
 /// unless the key is already present, so explicit keys win, and of a list of mappings the
 /// earlier wins. Merged entries keep their own positions (where their text is).
-fn merge(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>) -> Result<(), SyntaxError> {
+fn merge<'a>(
+    entries: &mut Vec<(Node<'a>, Node<'a>)>,
+    merges: Vec<Node<'a>>,
+) -> Result<(), SyntaxError> {
     for source in merges {
         let pos = source.pos;
         let maps = match source.value {
@@ -319,7 +323,7 @@ fn merge(entries: &mut Vec<(Node, Node)>, merges: Vec<Node>) -> Result<(), Synta
     Ok(())
 }
 
-fn merge_error(pos: Pos, found: &Value) -> SyntaxError {
+fn merge_error(pos: Pos, found: &Value<'_>) -> SyntaxError {
     SyntaxError::at(
         pos,
         format!(
@@ -330,7 +334,7 @@ fn merge_error(pos: Pos, found: &Value) -> SyntaxError {
 }
 
 /// Nodes in a tree (what copying it costs).
-fn size(node: &Node) -> usize {
+fn size(node: &Node<'_>) -> usize {
     match &node.value {
         Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
         Value::Map(entries) => {
@@ -346,16 +350,16 @@ fn size(node: &Node) -> usize {
 /// A scalar's value: an explicit core tag (`!!str`, `!!int`, …) decides; quoted and block
 /// scalars are strings; plain scalars follow the YAML 1.2 core schema. Tags outside the
 /// core schema are ignored.
-fn resolve(
-    text: Cow<'_, str>,
+fn resolve<'a>(
+    text: Cow<'a, str>,
     style: ScalarStyle,
     tag: Option<&Tag>,
     pos: Pos,
-) -> Result<Value, SyntaxError> {
+) -> Result<Value<'a>, SyntaxError> {
     let wrong =
         |what: &str| SyntaxError::at(pos, format!("`{}` is not {what}", truncate(&text, 40)));
     match tag.and_then(Tag::core_suffix) {
-        Some("str") => return Ok(Value::Str(text.into_owned())),
+        Some("str") => return Ok(Value::Str(text)),
         Some("null") if text.is_empty() || null(&text) => return Ok(Value::Null),
         Some("null") => return Err(wrong("null (tagged `!!null`)")),
         Some("bool") => {
@@ -378,7 +382,7 @@ fn resolve(
     // The non-specific tag `!` marks a scalar as a string.
     let non_specific = tag.is_some_and(|t| t.parts() == ("", "!"));
     if style != ScalarStyle::Plain || non_specific {
-        return Ok(Value::Str(text.into_owned()));
+        return Ok(Value::Str(text));
     }
     if text.is_empty() || null(&text) {
         return Ok(Value::Null);
@@ -396,7 +400,7 @@ fn resolve(
             return Ok(Value::Float(f));
         }
     }
-    Ok(Value::Str(text.into_owned()))
+    Ok(Value::Str(text))
 }
 
 fn truncate(s: &str, max_chars: usize) -> Cow<'_, str> {
@@ -420,7 +424,7 @@ fn bool_(s: &str) -> Option<bool> {
 
 /// Core-schema integers: `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`. One too large for
 /// 64 bits is a float, as in the core schema.
-fn int(s: &str) -> Option<Value> {
+fn int(s: &str) -> Option<Value<'static>> {
     if let Some(oct) = s.strip_prefix("0o") {
         return radix(oct, 8);
     }
@@ -438,7 +442,7 @@ fn int(s: &str) -> Option<Value> {
     })
 }
 
-fn radix(digits: &str, radix: u32) -> Option<Value> {
+fn radix(digits: &str, radix: u32) -> Option<Value<'static>> {
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
@@ -524,6 +528,15 @@ mod tests {
     }
 
     #[test]
+    fn lines_break_at_lf_crlf_and_a_lone_cr() {
+        // As in YAML; the line numbers then agree with editors that honour old line endings.
+        for text in ["a: 1\n]", "a: 1\r\n]", "a: 1\r]"] {
+            assert_eq!(err(text).pos.line, 2, "{text:?}");
+        }
+        assert_eq!(err("\r]").pos, p(2, 1));
+    }
+
+    #[test]
     fn duplicate_keys_are_kept_for_the_checker() {
         let n = parse("a: 1\nb: 2\na: 3\n").unwrap();
         let Value::Map(entries) = &n.value else {
@@ -540,13 +553,13 @@ mod tests {
         assert!(!e.message.is_empty());
     }
 
-    fn scalar(text: &str) -> Value {
+    fn scalar(text: &str) -> Value<'_> {
         parse(text)
             .unwrap_or_else(|e| panic!("{text:?}: {e:?}"))
             .value
     }
 
-    fn str_(s: &str) -> Value {
+    fn str_(s: &str) -> Value<'_> {
         Value::Str(s.into())
     }
 
@@ -665,10 +678,10 @@ card:
         let Value::Map(card) = &top[2].1.value else {
             panic!()
         };
-        let got: Vec<(String, Value)> = card
+        let got: Vec<(String, Value<'_>)> = card
             .iter()
             .map(|(k, v)| match &k.value {
-                Value::Str(k) => (k.clone(), v.value.clone()),
+                Value::Str(k) => (k.to_string(), v.value.clone()),
                 other => panic!("key {other:?}"),
             })
             .collect();
