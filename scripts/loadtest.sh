@@ -11,13 +11,14 @@
 #                                       # (repeat: the 1,000-call pair REPEAT times, 60 s each,
 #                                       # for the run-to-run spread of the tails)
 #
-# Needs: cargo build --release --bin cuedeck --example loadgen --example echo_server.
+# Needs: cargo build --release --bin cuedeck --example loadgen --example echo_server
+# (or BIN=DIR holding cuedeck and examples/, e.g. to compare two builds).
 # Raising the hard nofile limit needs root; without it the runs are capped by the limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 out=${OUT:-$root/benches/results}
-bin=$root/target/release
+bin=${BIN:-$root/target/release}
 quick=${QUICK:-0}
 idle_max=${IDLE_MAX:-0}
 parts=" ${PARTS:-load long idle reload} "

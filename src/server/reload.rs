@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
@@ -61,7 +61,8 @@ pub async fn reload(state: &Arc<AppState>) -> LoadStatus {
         Ok(engine) => {
             let version = engine.library().version().to_string();
             let cards = engine.library().cards().len();
-            state.engine.store(Arc::new(engine));
+            let old = state.engine.swap(Arc::new(engine));
+            tokio::task::spawn_blocking(move || free_when_released(old));
             state.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
             info!(%version, cards, "card library reloaded");
             LoadStatus {
@@ -128,4 +129,51 @@ pub fn watch(state: Arc<AppState>) -> Result<(), String> {
     });
     info!(dir = %dir.display(), "watching the card library for changes");
     Ok(())
+}
+
+/// Drops a replaced engine here, on a blocking thread. Freeing a large library takes tens of
+/// milliseconds (about 40 ms at 100k phrases), which on a runtime worker would stall every
+/// call it serves; and whoever drops the last reference frees it, so this waits (briefly)
+/// for messages still matching against it to let go first.
+fn free_when_released<T>(old: Arc<T>) {
+    const PATIENCE: Duration = Duration::from_secs(5);
+    let start = Instant::now();
+    // Nothing can take a new reference: the engine is no longer in the swap.
+    while Arc::strong_count(&old) > 1 && start.elapsed() < PATIENCE {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(old);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::thread::{self, ThreadId};
+
+    /// Records the thread that drops it.
+    struct Probe(Arc<Mutex<Option<ThreadId>>>);
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            if let Ok(mut at) = self.0.lock() {
+                *at = Some(thread::current().id());
+            }
+        }
+    }
+
+    #[test]
+    fn a_replaced_engine_is_freed_by_the_releasing_thread_even_when_a_message_lets_go_last() {
+        let dropped_on = Arc::new(Mutex::new(None));
+        let old = Arc::new(Probe(dropped_on.clone()));
+        let in_flight = Arc::clone(&old); // a message still matching against it
+        let releaser = thread::spawn(move || {
+            free_when_released(old);
+            thread::current().id()
+        });
+        thread::sleep(Duration::from_millis(30));
+        drop(in_flight); // the message finishes on its worker: it must not free the engine
+        let releaser = releaser.join().expect("releaser");
+        assert_eq!(*dropped_on.lock().expect("lock"), Some(releaser));
+    }
 }
