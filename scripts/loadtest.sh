@@ -152,5 +152,7 @@ if [ "$idle_max" -gt 0 ]; then
   stop_cuedeck
 fi
 
-python3 "$root/scripts/plot_latency.py" "$out"/run-*.json -o "$out/latency_vs_load.svg"
+if compgen -G "$out/run-*.json" >/dev/null; then
+  python3 "$root/scripts/plot_latency.py" "$out"/run-*.json -o "$out/latency_vs_load.svg"
+fi
 echo "results in $out"
