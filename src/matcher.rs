@@ -189,7 +189,6 @@ pub struct Matcher {
     automaton: WordTrie,
     phrases: Vec<Box<str>>,
     targets: Vec<Vec<Target>>,
-    by_phrase: FastMap<Box<str>, PatternId>,
 }
 
 /// The automaton could not be built (only possible for absurdly large libraries).
@@ -238,16 +237,10 @@ impl Matcher {
             }
         }
         let automaton = WordTrie::build(&phrases)?;
-        let by_phrase = phrases
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.clone(), i as PatternId))
-            .collect();
         Ok(Matcher {
             automaton,
             phrases,
             targets,
-            by_phrase,
         })
     }
 
@@ -285,7 +278,19 @@ impl Matcher {
 
     /// The pattern of a normalized phrase (no padding), if the library has it.
     pub fn lookup(&self, phrase: &str) -> Option<PatternId> {
-        self.by_phrase.get(phrase).copied()
+        // The trie is the index: follow the phrase's words to where a pattern ends.
+        let trie = &self.automaton;
+        let mut node = 0;
+        for word in phrase.split(' ') {
+            node = trie.child(node, trie.vocab.get(word.as_bytes())?);
+            if node == NO_NODE {
+                return None;
+            }
+        }
+        trie.pattern
+            .get(node as usize)
+            .copied()
+            .filter(|&p| p != NO_PATTERN)
     }
 
     /// Which cards use a pattern, and how.
@@ -670,6 +675,18 @@ mod tests {
   triggers: { any: ["budget", "price"], unless: ["no problem"] }
   body: b
 "#;
+
+    #[test]
+    fn lookup_finds_exactly_the_library_phrases() {
+        let m = Matcher::build(&lib(TWO_CARDS)).unwrap();
+        for id in 0..m.pattern_count() as PatternId {
+            assert_eq!(m.lookup(m.phrase(id)), Some(id), "{:?}", m.phrase(id));
+        }
+        // A prefix of a phrase, a phrase plus a word, unknown words: not phrases.
+        for text in ["too", "price too", "price too high now", "cheap", "", "no"] {
+            assert_eq!(m.lookup(text), None, "{text:?}");
+        }
+    }
 
     macro_rules! t {
         ($name:ident, $text:expr, [$($p:expr),*]) => {
