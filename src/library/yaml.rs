@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, Tag};
+use granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, StructureStyle, Tag};
 
 /// Deeper nesting is refused: no card needs it, and it bounds recursion downstream.
 pub const MAX_DEPTH: usize = 64;
@@ -96,7 +96,7 @@ pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
     };
     let mut documents = 0;
     for item in Parser::new_from_str(text) {
-        let (event, span) = item.map_err(scan_error)?;
+        let (event, span) = item.map_err(|e| builder.explain(scan_error(e), text))?;
         let pos = pos_of(&span);
         match event {
             Event::DocumentStart(..) => {
@@ -114,8 +114,12 @@ pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
                 let value = resolve(text, style, tag.as_deref(), pos)?;
                 builder.push(Node { value, pos }, anchor, merge_key)?;
             }
-            Event::SequenceStart(_, anchor, _) => builder.open(pos, anchor, Open::Seq)?,
-            Event::MappingStart(_, anchor, _) => builder.open(pos, anchor, Open::Map)?,
+            Event::SequenceStart(style, anchor, _) => {
+                builder.open(pos, anchor, Open::Seq, style == StructureStyle::Flow)?
+            }
+            Event::MappingStart(style, anchor, _) => {
+                builder.open(pos, anchor, Open::Map, style == StructureStyle::Flow)?
+            }
             Event::SequenceEnd | Event::MappingEnd => builder.close()?,
             Event::Alias(id) => builder.alias(id, pos)?,
             _ => {}
@@ -132,6 +136,20 @@ fn pos_of(span: &Span) -> Pos {
         line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
         column: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
     }
+}
+
+/// The word of `text` (up to a space or flow indicator) starting at `pos`, if any.
+fn token_at(text: &str, pos: Pos) -> Option<&str> {
+    let line = text.split('\n').nth((pos.line as usize).checked_sub(1)?)?;
+    let start = line
+        .char_indices()
+        .nth((pos.column as usize).checked_sub(1)?)
+        .map(|(i, _)| i)?;
+    let rest = &line[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|t| !t.is_empty())
 }
 
 fn scan_error(e: ScanError) -> SyntaxError {
@@ -153,6 +171,8 @@ enum Open {
 /// A collection being read.
 struct Frame<'a> {
     pos: Pos,
+    /// Written `[…]` or `{…}` rather than as an indented block.
+    flow: bool,
     anchor: usize,
     kind: FrameKind<'a>,
 }
@@ -178,7 +198,7 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn open(&mut self, pos: Pos, anchor: usize, kind: Open) -> Result<(), SyntaxError> {
+    fn open(&mut self, pos: Pos, anchor: usize, kind: Open, flow: bool) -> Result<(), SyntaxError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(SyntaxError::at(
                 pos,
@@ -196,7 +216,12 @@ impl<'a> Builder<'a> {
                 merges: Vec::new(),
             },
         };
-        self.stack.push(Frame { pos, anchor, kind });
+        self.stack.push(Frame {
+            pos,
+            anchor,
+            flow,
+            kind,
+        });
         Ok(())
     }
 
@@ -223,6 +248,31 @@ impl<'a> Builder<'a> {
             frame.anchor,
             false,
         )
+    }
+
+    /// The parser's message, plus what authors most often got wrong when it is raised: a
+    /// `[` or `{` never closed (the parser notices lines later), or a tab used to indent.
+    fn explain(&self, mut e: SyntaxError, text: &str) -> SyntaxError {
+        if e.message.contains("unknown anchor") {
+            if let Some(name) = token_at(text, e.pos).and_then(|t| t.strip_prefix('*')) {
+                e.message.push_str(&format!(
+                    " (`*{name}`: an alias must come after its `&{name}` anchor, in the same file)"
+                ));
+            }
+        } else if let Some(open) = self.stack.iter().rev().find(|f| f.flow) {
+            let bracket = match open.kind {
+                FrameKind::Seq(_) => '[',
+                FrameKind::Map { .. } => '{',
+            };
+            e.message.push_str(&format!(
+                " (inside the `{bracket}` at line {}, column {}: is it closed?)",
+                open.pos.line, open.pos.column
+            ));
+        } else if e.message.contains("tab") {
+            e.message
+                .push_str(" (indent with spaces: YAML does not allow tabs for indentation)");
+        }
+        e
     }
 
     fn alias(&mut self, id: usize, pos: Pos) -> Result<(), SyntaxError> {
@@ -525,6 +575,31 @@ mod tests {
         };
         assert_eq!(items[1].pos, p(3, 14));
         assert_eq!(items[1].value, Value::Str("b".into()));
+    }
+
+    #[test]
+    fn common_mistakes_get_a_hint() {
+        let e = err("id: a\ntriggers:\n  any: [a, b\nbody: x\n");
+        assert!(
+            e.message
+                .contains("inside the `[` at line 3, column 8: is it closed?"),
+            "{e:?}"
+        );
+        let e = err("a: {b: 1\nc: 2\n");
+        assert!(
+            e.message.contains("inside the `{` at line 1, column 4"),
+            "{e:?}"
+        );
+        let e = err("id: a\ntitle: x\n\tcategory: objection\n");
+        assert!(e.message.contains("indent with spaces"), "{e:?}");
+        let e = err("a: &base {x: 1}\nb: *bsae\n");
+        assert!(
+            e.message
+                .contains("`*bsae`: an alias must come after its `&bsae` anchor"),
+            "{e:?}"
+        );
+        // No hint where none applies.
+        assert!(!err("a: 'open\n").message.contains('('));
     }
 
     #[test]
