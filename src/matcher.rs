@@ -199,44 +199,43 @@ pub struct BuildError(String);
 impl Matcher {
     /// Builds one automaton over all phrases of all cards of `library`.
     pub fn build(library: &Library) -> Result<Matcher, BuildError> {
-        let mut index: FastMap<&str, PatternId> = Default::default();
-        let mut phrases: Vec<Box<str>> = Vec::new();
-        let mut targets: Vec<Vec<Target>> = Vec::new();
-        for (ci, card) in library.cards().iter().enumerate() {
-            let t = &card.triggers;
-            let uses =
-                t.any
-                    .iter()
-                    .map(|p| (p, Role::Any))
-                    .chain(
-                        t.all.iter().enumerate().flat_map(|(g, group)| {
-                            group.iter().map(move |p| (p, Role::All(g as u8)))
-                        }),
-                    )
-                    .chain(t.unless.iter().map(|p| (p, Role::Unless)));
-            for (phrase, role) in uses {
-                let key = phrase.normalized.as_str();
-                let id = match index.get(key) {
-                    Some(&id) => id,
-                    None => {
-                        let id = phrases.len() as PatternId;
-                        phrases.push(key.into());
-                        targets.push(Vec::new());
-                        index.insert(key, id);
-                        id
-                    }
+        // The phrase index (ids, cards) and the trie are two independent walks over the same
+        // phrase uses, and both number distinct phrases in order of first use: on a large
+        // library they run side by side (this is the one step of a reload that would
+        // otherwise run on a single core).
+        let parallel = library.cards().len() >= PARALLEL_MIN_CARDS
+            && std::thread::available_parallelism().map_or(1, usize::from) > 1;
+        Self::build_on(library, parallel)
+    }
+
+    fn build_on(library: &Library, parallel: bool) -> Result<Matcher, BuildError> {
+        let trie_of = || WordTrie::build(phrase_uses(library).map(|(_, phrase, _)| phrase));
+        let ((phrases, targets), automaton) = if parallel {
+            std::thread::scope(|scope| {
+                let trie = std::thread::Builder::new()
+                    .name("cuedeck-load".into())
+                    .spawn_scoped(scope, trie_of);
+                let index = index_phrases(library);
+                let automaton = match trie {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    // No thread to be had: build it here.
+                    Err(_) => trie_of(),
                 };
-                let target = Target {
-                    card: ci as u32,
-                    role,
-                };
-                let list = &mut targets[id as usize];
-                if !list.contains(&target) {
-                    list.push(target);
-                }
-            }
+                (index, automaton)
+            })
+        } else {
+            (index_phrases(library), trie_of())
+        };
+        let automaton = automaton?;
+        if automaton.patterns != phrases.len() {
+            return Err(BuildError(format!(
+                "the trie numbered {} phrases, the index {}",
+                automaton.patterns,
+                phrases.len()
+            )));
         }
-        let automaton = WordTrie::build(&phrases)?;
         Ok(Matcher {
             automaton,
             phrases,
@@ -307,6 +306,50 @@ impl Matcher {
     pub fn automaton_bytes(&self) -> usize {
         self.automaton.heap_bytes()
     }
+}
+
+/// From this many cards on, [`Matcher::build`] indexes and builds the trie on two threads.
+const PARALLEL_MIN_CARDS: usize = 256;
+
+/// Every use of a phrase by a card, in card order: `(card index, normalized phrase, role)`.
+fn phrase_uses(library: &Library) -> impl Iterator<Item = (u32, &str, Role)> {
+    library.cards().iter().enumerate().flat_map(|(ci, card)| {
+        let ci = ci as u32;
+        let t = &card.triggers;
+        t.any
+            .iter()
+            .map(move |p| (ci, p.normalized.as_str(), Role::Any))
+            .chain(t.all.iter().enumerate().flat_map(move |(g, group)| {
+                group
+                    .iter()
+                    .map(move |p| (ci, p.normalized.as_str(), Role::All(g as u8)))
+            }))
+            .chain(
+                t.unless
+                    .iter()
+                    .map(move |p| (ci, p.normalized.as_str(), Role::Unless)),
+            )
+    })
+}
+
+/// The distinct phrases, numbered in order of first use, and which cards use each, how.
+fn index_phrases(library: &Library) -> (Vec<Box<str>>, Vec<Vec<Target>>) {
+    let mut index: FastMap<&str, PatternId> = Default::default();
+    let mut phrases: Vec<Box<str>> = Vec::new();
+    let mut targets: Vec<Vec<Target>> = Vec::new();
+    for (card, key, role) in phrase_uses(library) {
+        let id = *index.entry(key).or_insert_with(|| {
+            phrases.push(key.into());
+            targets.push(Vec::new());
+            (phrases.len() - 1) as PatternId
+        });
+        let target = Target { card, role };
+        let list = &mut targets[id as usize];
+        if !list.contains(&target) {
+            list.push(target);
+        }
+    }
+    (phrases, targets)
 }
 
 /// Hash maps for building: their keys are the library's own phrases and words, not
@@ -478,18 +521,23 @@ struct WordTrie {
     edge_node: Vec<u32>,
     /// Node → the pattern ending there, or `NO_PATTERN`.
     pattern: Vec<u32>,
+    /// Number of distinct phrases.
+    patterns: usize,
     /// Words in the longest phrase: the most partial matches alive at once.
     max_depth: usize,
 }
 
 impl WordTrie {
-    fn build(phrases: &[Box<str>]) -> Result<WordTrie, BuildError> {
+    /// The trie of `phrases`, repeats allowed: a phrase's pattern id is the number of
+    /// distinct phrases before its first occurrence (as [`index_phrases`] numbers them).
+    fn build<'p>(phrases: impl Iterator<Item = &'p str>) -> Result<WordTrie, BuildError> {
         let mut word_ids: FastMap<&str, u32> = Default::default();
         let mut words: Vec<&str> = Vec::new();
         let mut children: FastMap<(u32, u32), u32> = Default::default();
         let mut pattern = vec![NO_PATTERN];
+        let mut patterns = 0;
         let mut max_depth = 0;
-        for (id, phrase) in phrases.iter().enumerate() {
+        for phrase in phrases {
             let mut node = 0u32;
             let mut depth = 0;
             for w in phrase.split(' ') {
@@ -509,7 +557,8 @@ impl WordTrie {
             }
             max_depth = max_depth.max(depth);
             if pattern[node as usize] == NO_PATTERN {
-                pattern[node as usize] = id as u32;
+                pattern[node as usize] = patterns;
+                patterns += 1;
             }
         }
         let mut edges: Vec<(u32, u32, u32)> =
@@ -533,6 +582,7 @@ impl WordTrie {
             edge_word: edges.iter().map(|e| e.1).collect(),
             edge_node: edges.iter().map(|e| e.2).collect(),
             pattern,
+            patterns: patterns as usize,
             max_depth,
         })
     }
@@ -675,6 +725,39 @@ mod tests {
   triggers: { any: ["budget", "price"], unless: ["no problem"] }
   body: b
 "#;
+
+    #[test]
+    fn built_on_two_threads_or_one_the_matcher_is_the_same() {
+        // Cards sharing phrases in every role, repeats within a card, phrases that are
+        // prefixes of others: the two walks must number them alike.
+        let mut yaml = String::new();
+        for i in 0..300 {
+            yaml.push_str(&format!(
+                "- id: c{i}\n  title: t\n  category: objection\n  body: b\n  triggers:\n    \
+                 any: [\"w{a} w{b}\", \"w{a}\", \"w{b} w{a} w{c}\", \"w{a} w{b}\"]\n    \
+                 all: [[\"w{c}\", \"w{a}\"]]\n    unless: [\"w{b}\"]\n",
+                a = i % 17,
+                b = i % 5,
+                c = (i * 7) % 23
+            ));
+        }
+        let library = lib(&yaml);
+        let one = Matcher::build_on(&library, false).unwrap();
+        let two = Matcher::build_on(&library, true).unwrap();
+        assert!(one.pattern_count() > 50, "{}", one.pattern_count());
+        assert_eq!(one.pattern_count(), two.pattern_count());
+        for id in 0..one.pattern_count() as PatternId {
+            assert_eq!(one.phrase(id), two.phrase(id));
+            assert_eq!(one.targets(id), two.targets(id));
+            assert_eq!(two.lookup(two.phrase(id)), Some(id));
+        }
+        for text in ["w1 w2 w3 w4 w5", "w16 w0 w3 w11", "w4 w4 w4"] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            one.find(&normalize(text), &mut a);
+            two.find(&normalize(text), &mut b);
+            assert_eq!(a, b, "{text}");
+        }
+    }
 
     #[test]
     fn lookup_finds_exactly_the_library_phrases() {
