@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use granit_parser::{Event, Parser, ScalarStyle, ScanError, Span, StructureStyle, Tag};
+use granit_parser::{Event, Marker, Parser, ScalarStyle, ScanError, StructureStyle, Tag};
 
 /// Deeper nesting is refused: no card needs it, and it bounds recursion downstream.
 pub const MAX_DEPTH: usize = 64;
@@ -97,7 +97,7 @@ pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
     let mut documents = 0;
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| builder.explain(scan_error(e), text))?;
-        let pos = pos_of(&span);
+        let pos = pos_at(&span.start);
         match event {
             Event::DocumentStart(..) => {
                 documents += 1;
@@ -131,10 +131,11 @@ pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
     }))
 }
 
-fn pos_of(span: &Span) -> Pos {
+/// The parser counts columns from 0.
+fn pos_at(marker: &Marker) -> Pos {
     Pos {
-        line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
-        column: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+        line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
+        column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
     }
 }
 
@@ -153,14 +154,7 @@ fn token_at(text: &str, pos: Pos) -> Option<&str> {
 }
 
 fn scan_error(e: ScanError) -> SyntaxError {
-    let marker = e.marker();
-    SyntaxError::at(
-        Pos {
-            line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
-            column: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
-        },
-        e.info(),
-    )
+    SyntaxError::at(pos_at(e.marker()), e.info())
 }
 
 enum Open {
