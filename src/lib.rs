@@ -22,6 +22,8 @@
 //!   [`protocol::adapters`] turn each STT provider's live messages into native ones.
 //! - [`examples`] — `cuedeck test`: each card's examples against its triggers.
 //! - [`histogram`] — a lock-free duration histogram in the Prometheus text format.
+//! - `parallel` — work on scoped threads, done in place when no thread can be had (library
+//!   loading and `Matcher::build`).
 //! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
@@ -86,6 +88,7 @@ pub mod histogram;
 pub mod library;
 pub mod matcher;
 pub mod outcomes;
+mod parallel;
 pub mod protocol;
 pub mod replay;
 pub mod report;

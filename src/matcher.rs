@@ -27,6 +27,7 @@
 //! `(card, role)` pairs that use it. The matcher is pure and synchronous.
 
 use crate::library::Library;
+use crate::parallel::Task;
 
 /// Normalizes `text` into `out` (cleared first). The result always starts and ends with a
 /// space; text with no letters or digits normalizes to a single space.
@@ -212,18 +213,8 @@ impl Matcher {
         let trie_of = || WordTrie::build(phrase_uses(library).map(|(_, phrase, _)| phrase));
         let ((phrases, targets), automaton) = if parallel {
             std::thread::scope(|scope| {
-                let trie = std::thread::Builder::new()
-                    .name("cuedeck-load".into())
-                    .spawn_scoped(scope, trie_of);
-                let index = index_phrases(library);
-                let automaton = match trie {
-                    Ok(handle) => handle
-                        .join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                    // No thread to be had: build it here.
-                    Err(_) => trie_of(),
-                };
-                (index, automaton)
+                let trie = Task::spawn(scope, trie_of);
+                (index_phrases(library), trie.join())
             })
         } else {
             (index_phrases(library), trie_of())

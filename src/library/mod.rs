@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::parallel::Task;
+
 pub use model::*;
 
 /// One problem in a card library, with where it is.
@@ -330,27 +332,11 @@ fn par_map<T: Sync, R: Send>(
     runs.push(&items[start..]);
     let f = &f;
     std::thread::scope(|scope| {
-        // A run whose thread cannot be created (the process is at its thread limit) is done
-        // on this thread instead: loading must not fail for lack of parallelism.
-        let handles: Vec<Result<_, &[T]>> = runs
+        let tasks: Vec<_> = runs
             .iter()
-            .map(|&run| {
-                std::thread::Builder::new()
-                    .name("cuedeck-load".into())
-                    .spawn_scoped(scope, move || run.iter().map(f).collect::<Vec<R>>())
-                    .map_err(|_| run)
-            })
+            .map(|&run| Task::spawn(scope, move || run.iter().map(f).collect::<Vec<R>>()))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h {
-                Ok(h) => match h.join() {
-                    Ok(results) => results,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                Err(run) => run.iter().map(f).collect(),
-            })
-            .collect()
+        tasks.into_iter().flat_map(Task::join).collect()
     })
 }
 
