@@ -22,8 +22,8 @@
 //!   [`protocol::adapters`] turn each STT provider's live messages into native ones.
 //! - [`examples`] — `cuedeck test`: each card's examples against its triggers.
 //! - [`histogram`] — a lock-free duration histogram in the Prometheus text format.
-//! - `parallel` — work on scoped threads, done in place when no thread can be had (library
-//!   loading and `Matcher::build`).
+//! - `parallel` — work split over scoped threads (`map` in input order, `Task`), done in
+//!   place when no thread can be had: library loading and `Matcher::build`.
 //! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.

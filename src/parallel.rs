@@ -32,3 +32,69 @@ impl<'scope, T: Send + 'scope, F: FnOnce() -> T + Send + Copy + 'scope> Task<'sc
         }
     }
 }
+
+/// `f` over `items`, results in input order: on up to `available_parallelism` scoped
+/// threads when the items' total `weight` is at least `min_total` (below it, spawning costs
+/// more than it saves), each thread taking a contiguous run of about equal weight.
+pub(crate) fn map<T: Sync, R: Send>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    min_total: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let total: usize = items.iter().map(&weight).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if threads <= 1 || total < min_total {
+        return items.iter().map(f).collect();
+    }
+    let mut runs: Vec<&[T]> = Vec::with_capacity(threads);
+    let (mut start, mut acc) = (0, 0);
+    for (i, item) in items.iter().enumerate() {
+        acc += weight(item);
+        if acc * threads >= total * (runs.len() + 1) && runs.len() + 1 < threads {
+            runs.push(&items[start..=i]);
+            start = i + 1;
+        }
+    }
+    runs.push(&items[start..]);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let tasks: Vec<_> = runs
+            .iter()
+            .map(|&run| Task::spawn(scope, move || run.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        tasks.into_iter().flat_map(Task::join).collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_keeps_input_order_whatever_the_split() {
+        for n in [0usize, 1, 2, 3, 7, 100] {
+            for min_total in [0, usize::MAX] {
+                let items: Vec<usize> = (0..n).collect();
+                let got = map(&items, |&i| 1 + i % 3, min_total, |&i| i * 10);
+                assert_eq!(got, items.iter().map(|i| i * 10).collect::<Vec<_>>());
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_the_work_reaches_the_caller() {
+        let items: Vec<usize> = (0..8).collect();
+        let caught = std::panic::catch_unwind(|| {
+            map(
+                &items,
+                |_| 1,
+                0,
+                |&i| if i == 6 { panic!("item {i}") } else { i },
+            )
+        });
+        assert!(caught.is_err());
+    }
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::parallel::Task;
+use crate::parallel;
 
 pub use model::*;
 
@@ -133,9 +133,10 @@ impl Library {
         // Files are independent until the duplicate-id check: parse and check them on
         // every core (a large library's reload is dominated by YAML parsing).
         let mut parsed = Vec::new();
-        let results = par_map(
+        let results = parallel::map(
             &files,
             |(_, text)| text.len(),
+            PARALLEL_MIN_BYTES,
             |(_, text)| yaml::parse(text),
         );
         for ((name, text), result) in files.iter().zip(results) {
@@ -191,9 +192,10 @@ impl Library {
                 _ => items.push((*name, *len, node)),
             }
         }
-        let checked = par_map(
+        let checked = parallel::map(
             &items,
             |(_, len, _)| *len,
+            PARALLEL_MIN_BYTES,
             |(name, _, node)| {
                 let mut c = schema::Checker::new(name);
                 let card = schema::card(&mut c, node, &vocab);
@@ -304,41 +306,6 @@ impl Library {
 
 /// Below this many bytes of YAML a library is checked on one thread (spawning costs more).
 const PARALLEL_MIN_BYTES: usize = 64 * 1024;
-
-/// `f` over `items`, results in input order: on up to `available_parallelism` scoped
-/// threads when the items' total `weight` (bytes of YAML) is worth it, each thread taking
-/// a contiguous run of about equal weight.
-fn par_map<T: Sync, R: Send>(
-    items: &[T],
-    weight: impl Fn(&T) -> usize,
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let total: usize = items.iter().map(&weight).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len());
-    if threads <= 1 || total < PARALLEL_MIN_BYTES {
-        return items.iter().map(f).collect();
-    }
-    let mut runs: Vec<&[T]> = Vec::with_capacity(threads);
-    let (mut start, mut acc) = (0, 0);
-    for (i, item) in items.iter().enumerate() {
-        acc += weight(item);
-        if acc * threads >= total * (runs.len() + 1) && runs.len() + 1 < threads {
-            runs.push(&items[start..=i]);
-            start = i + 1;
-        }
-    }
-    runs.push(&items[start..]);
-    let f = &f;
-    std::thread::scope(|scope| {
-        let tasks: Vec<_> = runs
-            .iter()
-            .map(|&run| Task::spawn(scope, move || run.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        tasks.into_iter().flat_map(Task::join).collect()
-    })
-}
 
 fn base_name(path: &str) -> &str {
     Path::new(path)

@@ -368,17 +368,6 @@ fn loads_from_a_directory_and_ignores_other_files() {
     assert_eq!(shown.matches("os error 2").count(), 1, "{shown}");
 }
 
-#[test]
-fn par_map_keeps_input_order_whatever_the_split() {
-    for n in [0usize, 1, 2, 3, 7, 100] {
-        for unit in [1usize, PARALLEL_MIN_BYTES] {
-            let items: Vec<usize> = (0..n).collect();
-            let got = par_map(&items, |&i| unit * (1 + i % 3), |&i| i * 10);
-            assert_eq!(got, items.iter().map(|i| i * 10).collect::<Vec<_>>());
-        }
-    }
-}
-
 /// A library large enough to be checked on several threads gives the same result as the
 /// same cards checked one file at a time: every error, in order, duplicates at their
 /// second occurrence.
