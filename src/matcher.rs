@@ -268,19 +268,7 @@ impl Matcher {
 
     /// The pattern of a normalized phrase (no padding), if the library has it.
     pub fn lookup(&self, phrase: &str) -> Option<PatternId> {
-        // The trie is the index: follow the phrase's words to where a pattern ends.
-        let trie = &self.automaton;
-        let mut node = 0;
-        for word in phrase.split(' ') {
-            node = trie.child(node, trie.vocab.get(word.as_bytes())?);
-            if node == NO_NODE {
-                return None;
-            }
-        }
-        trie.pattern
-            .get(node as usize)
-            .copied()
-            .filter(|&p| p != NO_PATTERN)
+        self.automaton.pattern_of(phrase)
     }
 
     /// Which cards use a pattern, and how.
@@ -576,6 +564,22 @@ impl WordTrie {
             patterns: patterns as usize,
             max_depth,
         })
+    }
+
+    /// The pattern of exactly `phrase` (words separated by single spaces): the trie is
+    /// the index, so follow its words to where a pattern ends.
+    fn pattern_of(&self, phrase: &str) -> Option<PatternId> {
+        let mut node = 0;
+        for word in phrase.split(' ') {
+            node = self.child(node, self.vocab.get(word.as_bytes())?);
+            if node == NO_NODE {
+                return None;
+            }
+        }
+        self.pattern
+            .get(node as usize)
+            .copied()
+            .filter(|&p| p != NO_PATTERN)
     }
 
     #[inline]
