@@ -81,6 +81,7 @@ pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod driver;
 pub mod engine;
 pub mod examples;
 pub mod experiment;
@@ -97,6 +98,7 @@ pub mod server;
 pub mod session;
 pub mod simulate;
 pub mod store;
+pub mod timestamp;
 
 /// Shared state crosses threads: keep these `Send + Sync`.
 #[allow(dead_code)]

@@ -280,17 +280,18 @@ const SELECT_OUTCOMES_BY_DEAL: &str = "SELECT deal_id, outcome, amount, currency
 
 /// A no-op write: fails on a read-only database or replica, waits on a held write lock.
 impl ExposureRow {
-    /// The row logged for one decision of a call, stamped now.
+    /// The row logged for one decision of a call, made at `ts`.
     pub fn from_decision(
         info: &crate::session::CallInfo,
         d: &crate::session::Decision,
         display_id: String,
+        ts: crate::timestamp::Timestamp,
         engine_us: u64,
         library_version: &str,
     ) -> ExposureRow {
         ExposureRow {
             display_id,
-            ts: now_rfc3339(),
+            ts: ts.to_string(),
             call_id: info.call_id.clone(),
             deal_id: info.deal_id.clone(),
             rep_id: info.rep_id.clone(),
