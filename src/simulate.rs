@@ -301,7 +301,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
             }
             let ended = start.add(Duration::minutes(20 + host.rng.below(30) as i64));
             if let Some(call) = call_row {
-                let ended_at = Some(ended.to_string());
+                let ended_at = Some(ended);
                 calls.push(FinishedCall { call, ended_at });
                 summary.calls += 1;
             }

@@ -157,6 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn now_is_rfc3339_utc_with_millis() {
+        let now = Timestamp::now().to_string();
+        assert_eq!(now.len(), "2026-11-23T10:00:00.123Z".len(), "{now}");
+        assert!(now.ends_with('Z'));
+        assert_eq!(&now[10..11], "T");
+        assert_eq!(&now[19..20], ".");
+        OffsetDateTime::parse(&now, &Rfc3339).expect("parses as RFC 3339");
+    }
+
+    #[test]
     fn a_date_is_midnight_utc() {
         let t = Timestamp::parse(" 2026-01-31 ").unwrap();
         assert_eq!(t.to_string(), "2026-01-31T00:00:00.000Z");

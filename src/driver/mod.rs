@@ -285,7 +285,7 @@ impl CallDriver {
         let live = self.live?;
         let record = Record::CallEnded {
             call_id: live.start.call_id,
-            ended_at: host.now().to_string(),
+            ended_at: host.now(),
         };
         Some(Finished {
             session: live.session,
@@ -362,7 +362,7 @@ impl CallDriver {
             deal_id: start.deal_id.clone(),
             rep_id: start.rep_id.clone(),
             context: serde_json::to_string(&context).unwrap_or_else(|_| "{}".into()),
-            started_at: host.now().to_string(),
+            started_at: host.now(),
         }));
         self.live = Some(Live {
             start,
@@ -433,7 +433,7 @@ impl CallDriver {
         self.errors_in_a_row = 0;
         out.records.push(Record::Feedback(FeedbackRow {
             display_id: f.display_id,
-            ts: host.now().to_string(),
+            ts: host.now(),
             action: f.action.as_str().to_string(),
         }));
     }

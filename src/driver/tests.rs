@@ -111,7 +111,7 @@ fn start_answers_ready_and_logs_the_call_with_its_context() {
     };
     assert_eq!(row.deal_id.as_deref(), Some("d-1"));
     assert_eq!(row.context, r#"{"region":["emea"],"stage":["evaluation"]}"#);
-    assert_eq!(row.started_at, "2026-12-01T10:00:00.000Z");
+    assert_eq!(row.started_at.to_string(), "2026-12-01T10:00:00.000Z");
     assert_eq!(out.frame.map(|f| f.kind), Some(Kind::Start));
     assert_eq!(d.call_id(), Some("c-1"));
     assert!(out.close.is_none());
@@ -149,7 +149,7 @@ fn a_shown_card_has_its_frame_and_exposure_row_stamped_by_the_host() {
         .collect();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0].display_id, frame["display_id"]);
-    assert_eq!(rows[0].ts, "2026-12-01T10:00:00.000Z");
+    assert_eq!(rows[0].ts.to_string(), "2026-12-01T10:00:00.000Z");
     assert_eq!(rows[0].deal_id.as_deref(), Some("d-1"));
     assert_eq!((rows[0].reason.as_str(), rows[0].engine_us), ("shown", 7));
     assert_eq!(out.texts.len(), 2);
@@ -250,7 +250,7 @@ fn end_closes_ignores_what_follows_and_finish_hands_back_the_session() {
         finished.record,
         Record::CallEnded {
             call_id: "c-1".into(),
-            ended_at: "2026-12-01T10:01:00.000Z".into()
+            ended_at: Timestamp::parse("2026-12-01T10:01:00Z").unwrap()
         }
     );
 }

@@ -21,7 +21,7 @@ use super::http::query_param;
 use crate::library::Unit;
 use crate::outcomes;
 use crate::report::{self, ExperimentDef, Metric, ReportOptions, render};
-use crate::store::now_rfc3339;
+use crate::timestamp::Timestamp;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
@@ -40,7 +40,7 @@ pub(super) async fn post_outcomes(State(state): State<Arc<AppState>>, body: Byte
                 .into_response();
         }
     };
-    let received_at = now_rfc3339();
+    let received_at = Timestamp::now().to_string();
     let rows: Vec<_> = parsed
         .into_iter()
         .map(|o| o.into_row(&received_at))

@@ -14,7 +14,8 @@ use tracing::debug;
 use super::AppState;
 use super::ingest::close;
 use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
-use crate::store::{FeedbackRow, Record, StoreHandle, now_rfc3339};
+use crate::store::{FeedbackRow, Record, StoreHandle};
+use crate::timestamp::Timestamp;
 
 /// Runs one subscriber connection to its end.
 pub(super) async fn run<S>(state: Arc<AppState>, mut ws: S, store: StoreHandle, call_id: String)
@@ -77,7 +78,7 @@ where
                                 errors_in_a_row = 0;
                                 let row = FeedbackRow {
                                     display_id: f.display_id,
-                                    ts: now_rfc3339(),
+                                    ts: Timestamp::now(),
                                     action: f.action.as_str().to_string(),
                                 };
                                 if let Err(error) = store.send(Record::Feedback(row)).await {
