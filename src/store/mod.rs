@@ -54,7 +54,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// SQLite waits this long (ms) for a lock before reporting the database busy.
 const SQLITE_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
 
-/// One display decision (SPEC §5 `exposures`), as `replay --json` prints it.
+/// One display decision (docs/store.md#exposures), as `replay --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExposureRow {
     pub display_id: String,
@@ -93,7 +93,7 @@ pub struct FeedbackRow {
     pub action: String,
 }
 
-/// One CRM outcome update (SPEC §4 `POST /v1/outcomes`); the table keeps every update.
+/// One CRM outcome update (docs/http-api.md#post-v1outcomes); the table keeps every update.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutcomeRow {
     pub deal_id: String,
