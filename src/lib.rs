@@ -28,9 +28,10 @@
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
 //! - [`outcomes`] — CRM outcome input (webhook JSON, CSV rows) validated field by field.
-//! - [`report`] — A/B reports: [`report::stats`] (gbstats conventions, STATS.md vectors),
-//!   [`report::assemble()`] (units, windows, caps, gates), [`report::render`] (table, JSON,
-//!   CSV); [`report::build`] reads the store's experiment read API.
+//! - [`report`] — A/B reports: [`report::stats`] (gbstats conventions, the test vectors of
+//!   docs/statistics.md), [`report::assemble()`] (units, windows, caps, gates),
+//!   [`report::render`] (table, JSON, CSV); [`report::build`] reads the store's experiment
+//!   read API.
 //!
 //! IO at the edges:
 //!

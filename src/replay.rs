@@ -21,7 +21,8 @@ pub struct ReplayError {
     pub message: String,
 }
 
-/// One decision as `replay --json` prints it (SPEC §7).
+/// One decision as `replay --json` prints it (the fields of docs/store.md#exposures, with
+/// the call clock `t_ms` for `ts`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DecisionLine<'a> {
     pub call_id: &'a str,

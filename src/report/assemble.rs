@@ -15,7 +15,7 @@ use crate::store::{ExposureGroupRow, OutcomeRow};
 /// SRM p-values below this are flagged (GrowthBook, Eppo).
 pub const SRM_THRESHOLD: f64 = 0.001;
 
-/// A relative lift above this with enough data is suspicious (STATS.md §8).
+/// A relative lift above this with enough data is suspicious (docs/statistics.md#warnings).
 const SUSPICIOUS_LIFT: f64 = 0.5;
 
 /// What one deal contributed.

@@ -1,4 +1,4 @@
-//! Experiment reports (SPEC §6, STATS.md): which card variant wins more deals.
+//! Experiment reports (docs/statistics.md): which card variant wins more deals.
 //!
 //! - [`stats`] — pure statistics (Wilson, Welch on absolute and relative effects, Holm,
 //!   the flat-prior Gaussian Bayesian view, probability to be best, the asymptotic
@@ -7,9 +7,10 @@
 //!   the store's read API: units, outcome windows, maturity, revenue capping, the
 //!   not-enough-data gate. The core ([`assemble::assemble`]) is pure; [`build`] reads the
 //!   store and calls it.
-//! - [`render`] — the aligned table, JSON (the SPEC §6 field names) and CSV.
+//! - [`render`] — the aligned table, JSON (the field names of docs/statistics.md#json-fields)
+//!   and CSV.
 //!
-//! Definitions (documented for users in the README):
+//! Definitions (documented for users in docs/statistics.md#who-counts):
 //! - A unit (deal, or rep for `unit: rep`) belongs to the arm of its exposures; a unit
 //!   exposed to more than one variant is counted in `multiple_exposure_units` and left out.
 //!   Its first exposure starts its outcome window.
@@ -35,7 +36,7 @@ use crate::store::{Store, StoreError};
 
 pub use assemble::assemble;
 
-/// The win definition (SPEC §6).
+/// The win definition (docs/statistics.md#per-arm-figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -180,7 +181,8 @@ impl ExperimentDef {
     }
 }
 
-/// One experiment's report (SPEC §6 JSON; the fixed names first, extras after).
+/// One experiment's report (docs/statistics.md#json-fields; the fixed names first, extras
+/// after).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub experiment_key: String,

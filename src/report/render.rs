@@ -1,5 +1,6 @@
-//! Report output: an aligned plain-text table for people, JSON (SPEC §6 names) and CSV
-//! (one row per variant, every experiment in one file) for tools.
+//! Report output: an aligned plain-text table for people, JSON (the names of
+//! docs/statistics.md#json-fields) and CSV (one row per variant, every experiment in one
+//! file) for tools.
 
 use std::fmt::Write as _;
 

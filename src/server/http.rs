@@ -305,7 +305,8 @@ where
 
 async fn stream(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or("").to_string();
-    // The input adapter (SPEC §3): refused before the upgrade when unknown or misconfigured.
+    // The input adapter (docs/protocol.md#provider-formats): refused before the upgrade
+    // when unknown or misconfigured.
     let format = match query_param(&query, "format").map(str::parse::<Format>) {
         None => Format::Native,
         Some(Ok(format)) => format,

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use super::bulk;
 use crate::timestamp::Timestamp;
 
-/// One display decision (SPEC §5 `exposures`), as `replay --json` prints it.
+/// One display decision (docs/store.md#exposures), as `replay --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExposureRow {
     pub display_id: String,
@@ -47,7 +47,7 @@ pub struct FeedbackRow {
     pub action: String,
 }
 
-/// One CRM outcome update (SPEC §4 `POST /v1/outcomes`); the table keeps every update.
+/// One CRM outcome update (docs/http-api.md#post-v1outcomes); the table keeps every update.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutcomeRow {
     pub deal_id: String,

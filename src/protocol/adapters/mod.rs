@@ -1,5 +1,5 @@
 //! Input adapters: a speech-to-text provider's live messages → native client messages
-//! (SPEC §3 "Provider formats", `design/stt-formats.md`). Pure: no IO.
+//! (docs/protocol.md#provider-formats). Pure: no IO.
 //!
 //! An [`Adapter`] is a stateful decoder for one connection (or one recorded call): each
 //! text frame goes in, the native messages it stands for come out, and the server and

@@ -334,7 +334,7 @@ fn a_clear_winner_is_better_even_in_the_always_valid_interval() {
 fn a_split_off_the_weights_is_flagged() {
     let (groups, outcomes) = data(&[("control", 1000, 200, 600), ("short", 1200, 240, 720)]);
     let r = assemble(&two_arms(), &groups, &outcomes, &opts("2026-11-22"));
-    // STATS.md §7.2: 1000 vs 1200 at 1:1 is p = 0.000020079.
+    // docs/statistics.md#test-vectors (SRM): 1000 vs 1200 at 1:1 is p = 0.000020079.
     assert!((r.srm_p.unwrap() - 0.000020079).abs() < 1e-9);
     assert!(r.srm_warning);
     assert_eq!(
