@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::LoadError;
 use super::model::*;
 use super::yaml::{Node, Pos, Value};
-use crate::matcher::normalize;
+use crate::normalize::normalize;
 
 const CARD_FIELDS: &[&str] = &[
     "id",
