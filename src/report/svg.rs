@@ -172,7 +172,7 @@ mod tests {
             rel_ci_adjusted: None,
             credible_ci: None,
             seq_p_value: None,
-            verdict: "no_clear_difference",
+            verdict: crate::report::Verdict::NoClearDifference,
             revenue_abs_diff: None,
             revenue_rel_lift: None,
             revenue_rel_ci: None,
