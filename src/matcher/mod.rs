@@ -8,8 +8,8 @@
 //! price too high`).
 //!
 //! The automaton works on words, not bytes: every word of every phrase gets an id
-//! ([`vocab`]: a small open-addressing table), and the phrases form a trie over word ids
-//! ([`trie`]: root children in a dense array, the rest in sorted arrays). Matching walks the
+//! (`vocab`: a small open-addressing table), and the phrases form a trie over word ids
+//! (`trie`: root children in a dense array, the rest in sorted arrays). Matching walks the
 //! text word by word keeping the trie nodes of the partial matches still alive, oldest
 //! first — the same result, in the same order, as a byte-level Aho-Corasick over the padded
 //! patterns with overlapping iteration (this module used one; the tests and the bench

@@ -4,7 +4,7 @@
 //! several servers in one process — tests, embedders — keep separate counts, and the hot
 //! path does only relaxed atomic adds: no locks, no allocation.
 //!
-//! One table ([`FAMILIES`]) names every family, its kind and help text, and where its
+//! One table (`FAMILIES`) names every family, its kind and help text, and where its
 //! values come from: the counters this registry owns, or the [`Snapshot`] of values other
 //! parts own. [`render`] walks it in order.
 
@@ -48,7 +48,7 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 #[derive(Debug)]
 pub struct Metrics {
     messages: Vec<AtomicU64>,
-    decisions: [AtomicU64; 6],
+    decisions: [AtomicU64; Reason::ALL.len()],
     latency: Histogram,
 }
 
@@ -287,7 +287,7 @@ static FAMILIES: &[Family] = &[
     },
 ];
 
-/// Renders the Prometheus text exposition format: every family of [`FAMILIES`], in order.
+/// Renders the Prometheus text exposition format: every family of the table, in order.
 pub fn render(m: &Metrics, s: &Snapshot, store_write: &Histogram) -> String {
     let mut out = String::with_capacity(4096);
     for f in FAMILIES {
