@@ -138,15 +138,15 @@ impl Kind {
     }
 }
 
+/// Reads one value from the snapshot.
+type Read = fn(&Snapshot) -> u64;
+
 /// Where a family's series come from.
 enum Series {
     /// One unlabelled value, read from the snapshot.
-    Value(fn(&Snapshot) -> u64),
+    Value(Read),
     /// One value per label value, read from the snapshot.
-    ByLabel(
-        &'static str,
-        &'static [(&'static str, fn(&Snapshot) -> u64)],
-    ),
+    ByLabel(&'static str, &'static [(&'static str, Read)]),
     /// [`Metrics`]' counter per message kind ([`MESSAGE_KINDS`]), labelled `type`.
     Messages,
     /// [`Metrics`]' counter per decision reason ([`Reason::ALL`]), labelled `reason`.
