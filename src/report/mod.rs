@@ -313,3 +313,57 @@ pub async fn build(
     let outcomes = store.latest_outcomes(&def.key).await?;
     Ok(assemble(def, &groups, &outcomes, opts))
 }
+
+/// Rows for tests of what reads a report.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{VariantReport, Verdict, VsControl};
+
+    /// A variant with no data; the control when it has no comparison.
+    pub(crate) fn variant(id: &str, vs: Option<VsControl>) -> VariantReport {
+        VariantReport {
+            id: id.into(),
+            weight: 1.0,
+            control: vs.is_none(),
+            units: 0,
+            closed: 0,
+            won: 0,
+            win_rate: None,
+            win_rate_ci: None,
+            revenue_per_unit: None,
+            vs_control: vs,
+            matured: 0,
+            n: 0,
+            exposures: 0,
+            deals: 0,
+            revenue_sd: None,
+            prob_best: None,
+        }
+    }
+
+    /// A comparison past the gate with no figures yet.
+    pub(crate) fn comparison() -> VsControl {
+        VsControl {
+            abs_diff: None,
+            abs_ci: None,
+            rel_lift: None,
+            rel_ci: None,
+            p_value: None,
+            p_adjusted: None,
+            chance_to_win: None,
+            risk: None,
+            seq_ci: None,
+            enough_data: true,
+            needed_units_per_arm: None,
+            abs_p_value: None,
+            rel_ci_adjusted: None,
+            credible_ci: None,
+            seq_p_value: None,
+            verdict: Verdict::NoClearDifference,
+            revenue_abs_diff: None,
+            revenue_rel_lift: None,
+            revenue_rel_ci: None,
+            revenue_p_value: None,
+        }
+    }
+}

@@ -143,51 +143,15 @@ fn arm_row(s: &mut String, id: &str, vs: &VsControl, y: f64, x: &impl Fn(f64) ->
 mod tests {
     use super::*;
     use crate::library::Unit;
+    use crate::report::fixtures::{comparison, variant};
     use crate::report::{Metric, VariantReport, VsControl};
-
-    fn variant(id: &str, vs: Option<VsControl>) -> VariantReport {
-        VariantReport {
-            id: id.into(),
-            weight: 1.0,
-            control: vs.is_none(),
-            units: 0,
-            closed: 0,
-            won: 0,
-            win_rate: None,
-            win_rate_ci: None,
-            revenue_per_unit: None,
-            vs_control: vs,
-            matured: 0,
-            n: 0,
-            exposures: 0,
-            deals: 0,
-            revenue_sd: None,
-            prob_best: None,
-        }
-    }
 
     fn vs(lift: Option<f64>, ci: Option<[f64; 2]>) -> VsControl {
         VsControl {
-            abs_diff: None,
-            abs_ci: None,
             rel_lift: lift,
             rel_ci: ci,
-            p_value: None,
-            p_adjusted: None,
-            chance_to_win: None,
-            risk: None,
             seq_ci: ci.map(|[a, b]| [a * 2.0, b * 2.0]),
-            enough_data: true,
-            needed_units_per_arm: None,
-            abs_p_value: None,
-            rel_ci_adjusted: None,
-            credible_ci: None,
-            seq_p_value: None,
-            verdict: crate::report::Verdict::NoClearDifference,
-            revenue_abs_diff: None,
-            revenue_rel_lift: None,
-            revenue_rel_ci: None,
-            revenue_p_value: None,
+            ..comparison()
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::report::fixtures::{comparison, variant};
 use crate::report::render;
 use crate::report::{VariantDef, parse_date};
 
@@ -551,26 +552,12 @@ fn arm_figures_count_the_metrics_denominator() {
 /// A comparison with only what the verdict reads.
 fn vs(enough_data: bool, p_adjusted: Option<f64>, lift: f64, seq_ci: [f64; 2]) -> VsControl {
     VsControl {
-        abs_diff: None,
-        abs_ci: None,
         rel_lift: Some(lift),
-        rel_ci: None,
         p_value: p_adjusted,
         p_adjusted,
-        chance_to_win: None,
-        risk: None,
         seq_ci: Some(seq_ci),
         enough_data,
-        needed_units_per_arm: None,
-        abs_p_value: None,
-        rel_ci_adjusted: None,
-        credible_ci: None,
-        seq_p_value: None,
-        verdict: Verdict::NotEnoughData,
-        revenue_abs_diff: None,
-        revenue_rel_lift: None,
-        revenue_rel_ci: None,
-        revenue_p_value: None,
+        ..comparison()
     }
 }
 
@@ -631,27 +618,13 @@ fn verdicts_are_named_alike_in_json_and_csv() {
 
 #[test]
 fn holm_adjusts_every_tested_arm_and_widens_intervals_only_for_several() {
-    let row = |p: Option<f64>| VariantReport {
-        id: "v".into(),
-        weight: 1.0,
-        control: false,
-        units: 0,
-        closed: 0,
-        won: 0,
-        win_rate: None,
-        win_rate_ci: None,
-        revenue_per_unit: None,
-        vs_control: Some(VsControl {
+    let row = |p: Option<f64>| {
+        let tested = VsControl {
             p_value: p,
             p_adjusted: None,
             ..vs(true, None, 0.2, [0.1, 0.3])
-        }),
-        matured: 0,
-        n: 0,
-        exposures: 0,
-        deals: 0,
-        revenue_sd: None,
-        prob_best: None,
+        };
+        variant("v", Some(tested))
     };
     let adjusted = |rows: &[VariantReport]| -> Vec<(Option<f64>, bool)> {
         rows.iter()
@@ -671,29 +644,11 @@ fn holm_adjusts_every_tested_arm_and_widens_intervals_only_for_several() {
 
 #[test]
 fn large_lifts_past_the_gate_are_flagged() {
-    let row = |id: &str, comparison: Option<VsControl>| VariantReport {
-        id: id.into(),
-        weight: 1.0,
-        control: comparison.is_none(),
-        units: 0,
-        closed: 0,
-        won: 0,
-        win_rate: None,
-        win_rate_ci: None,
-        revenue_per_unit: None,
-        vs_control: comparison,
-        matured: 0,
-        n: 0,
-        exposures: 0,
-        deals: 0,
-        revenue_sd: None,
-        prob_best: None,
-    };
     let mut rows = [
-        row("control", None),
-        row("big", Some(vs(true, Some(0.01), 0.8, [0.1, 1.5]))),
-        row("small", Some(vs(true, Some(0.01), 0.2, [0.1, 0.3]))),
-        row("early", Some(vs(false, Some(0.01), 0.9, [0.1, 1.5]))),
+        variant("control", None),
+        variant("big", Some(vs(true, Some(0.01), 0.8, [0.1, 1.5]))),
+        variant("small", Some(vs(true, Some(0.01), 0.2, [0.1, 0.3]))),
+        variant("early", Some(vs(false, Some(0.01), 0.9, [0.1, 1.5]))),
     ];
     let warnings = give_verdicts(&mut rows, false, 0.05);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
