@@ -563,40 +563,36 @@ fn vs(enough_data: bool, p_adjusted: Option<f64>, lift: f64, seq_ci: [f64; 2]) -
 
 #[test]
 fn the_verdict_follows_the_gate_srm_holm_and_the_always_valid_interval() {
-    let a = 0.05;
     let sig = Some(0.01);
-    assert_eq!(
-        verdict(&vs(false, sig, 0.2, [0.1, 0.3]), false, a),
-        Verdict::NotEnoughData
-    );
-    assert_eq!(
-        verdict(&vs(true, sig, 0.2, [0.1, 0.3]), true, a),
-        Verdict::SrmWarning
-    );
-    assert_eq!(
-        verdict(&vs(true, Some(0.05), 0.2, [0.1, 0.3]), false, a),
-        Verdict::NoClearDifference
-    );
-    assert_eq!(
-        verdict(&vs(true, None, 0.2, [0.1, 0.3]), false, a),
-        Verdict::NoClearDifference
-    );
-    assert_eq!(
-        verdict(&vs(true, sig, 0.2, [0.1, 0.3]), false, a),
-        Verdict::Better
-    );
-    assert_eq!(
-        verdict(&vs(true, sig, 0.2, [-0.1, 0.3]), false, a),
-        Verdict::LeaningBetter
-    );
-    assert_eq!(
-        verdict(&vs(true, sig, -0.2, [-0.3, -0.1]), false, a),
-        Verdict::Worse
-    );
-    assert_eq!(
-        verdict(&vs(true, sig, -0.2, [-0.3, 0.1]), false, a),
-        Verdict::LeaningWorse
-    );
+    // (past the gate, SRM, Holm-adjusted p, lift, always-valid interval) → verdict
+    let cases = [
+        (false, false, sig, 0.2, [0.1, 0.3], Verdict::NotEnoughData),
+        (true, true, sig, 0.2, [0.1, 0.3], Verdict::SrmWarning),
+        (
+            true,
+            false,
+            Some(0.05),
+            0.2,
+            [0.1, 0.3],
+            Verdict::NoClearDifference,
+        ),
+        (
+            true,
+            false,
+            None,
+            0.2,
+            [0.1, 0.3],
+            Verdict::NoClearDifference,
+        ),
+        (true, false, sig, 0.2, [0.1, 0.3], Verdict::Better),
+        (true, false, sig, 0.2, [-0.1, 0.3], Verdict::LeaningBetter),
+        (true, false, sig, -0.2, [-0.3, -0.1], Verdict::Worse),
+        (true, false, sig, -0.2, [-0.3, 0.1], Verdict::LeaningWorse),
+    ];
+    for (enough, srm, p, lift, seq, expected) in cases {
+        let comparison = vs(enough, p, lift, seq);
+        assert_eq!(verdict(&comparison, srm, 0.05), expected, "{comparison:?}");
+    }
 }
 
 #[test]
