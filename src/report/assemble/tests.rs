@@ -401,6 +401,14 @@ fn deal(won: bool, amount: Option<f64>, currency: &str) -> DealObs {
     }
 }
 
+/// One arm of single-deal units: `won` won, `lost` lost, no amounts.
+fn arm(won: usize, lost: usize) -> ArmFigures {
+    let mut deals: Vec<DealObs> = (0..won).map(|_| deal(true, None, "USD")).collect();
+    deals.extend((0..lost).map(|_| deal(false, None, "USD")));
+    let units: Vec<UnitObs> = deals.into_iter().map(|d| unit_of(vec![d])).collect();
+    arm_figures(Unit::Deal, &units, Metric::Closed, &Revenue::default())
+}
+
 fn unit_of(deals: Vec<DealObs>) -> UnitObs {
     UnitObs {
         exposures: 1,
@@ -661,12 +669,6 @@ fn large_lifts_past_the_gate_are_flagged() {
 
 #[test]
 fn probability_to_be_best_needs_three_arms_with_data() {
-    let revenue = Revenue::default();
-    let arm = |won: usize, lost: usize| {
-        let mut deals: Vec<DealObs> = (0..won).map(|_| deal(true, None, "USD")).collect();
-        deals.extend((0..lost).map(|_| deal(false, None, "USD")));
-        arm_figures(Unit::Deal, &[unit_of(deals)], Metric::Closed, &revenue)
-    };
     assert!(probability_best(&[arm(5, 5), arm(6, 4)]).is_none());
     assert!(probability_best(&[arm(5, 5), arm(6, 4), arm(0, 0)]).is_none());
     let p = probability_best(&[arm(5, 95), arm(50, 50), arm(6, 94)]).unwrap();
@@ -712,4 +714,47 @@ fn data_warnings_come_in_a_fixed_order() {
         &Revenue::default(),
     );
     assert!(none.is_empty(), "{none:?}");
+}
+
+#[test]
+fn a_variant_row_has_no_rate_without_a_denominator() {
+    let revenue = Revenue::default();
+    let v = VariantDef {
+        id: "short".into(),
+        weight: 2.0,
+        control: false,
+    };
+    let empty = arm_figures(Unit::Deal, &[], Metric::Closed, &revenue);
+    let row = variant_row(&v, Unit::Deal, &empty);
+    assert_eq!((row.id.as_str(), row.weight, row.units), ("short", 2.0, 0));
+    assert!(row.win_rate.is_none() && row.win_rate_ci.is_none() && row.vs_control.is_none());
+    let one = arm_figures(
+        Unit::Deal,
+        &[unit_of(vec![deal(true, Some(4.0), "USD")])],
+        Metric::Closed,
+        &revenue,
+    );
+    let row = variant_row(&v, Unit::Deal, &one);
+    assert_eq!((row.win_rate, row.revenue_per_unit), (Some(1.0), Some(4.0)));
+    assert!(row.win_rate_ci.is_some());
+}
+
+#[test]
+fn the_comparison_below_the_gate_says_how_many_units_are_missing() {
+    let opts = opts("2026-11-22");
+    let figures = [arm(10, 30), arm(14, 26)];
+    let below = versus_baseline(&figures, 0, 1, &opts);
+    assert!(!below.enough_data);
+    assert!(below.needed_units_per_arm.is_some_and(|n| n > 0));
+    let lift = (14.0 / 40.0 - 0.25) / 0.25;
+    assert!((below.rel_lift.unwrap() - lift).abs() < 1e-12);
+    assert!(below.p_adjusted.is_none(), "Holm comes later");
+
+    let figures = [arm(60, 180), arm(80, 170)];
+    let past = versus_baseline(&figures, 0, 1, &opts);
+    assert!(past.enough_data && past.needed_units_per_arm.is_none());
+    assert!(
+        past.revenue_rel_lift.is_none(),
+        "no amounts, no revenue comparison"
+    );
 }
