@@ -11,8 +11,10 @@
 //!
 //! - [`library`] — a directory of YAML files → an immutable, validated [`library::Library`]
 //!   (every error reported with file:line:col; large libraries parsed on every core).
-//! - [`matcher`] — text normalization and one automaton (a trie over word ids) over every phrase;
-//!   whole-word, overlapping matches, normalized and matched in one pass; phrase → (card, role).
+//! - [`normalize`] — the text normalization phrases and transcripts share (a leaf module:
+//!   `library` and `matcher` both use it, neither uses the other's).
+//! - [`matcher`] — one automaton (a trie over word ids) over every phrase; whole-word,
+//!   overlapping matches, normalized and matched in one pass; phrase → (card, role).
 //! - [`rules`] — card eligibility: speaker, `all` groups, `unless`, time range, call context.
 //! - [`experiment`] — sticky, stateless variant assignment (GrowthBook hash v2).
 //! - [`session`] — the per-call state machine: segments, once-per-segment decisions,
@@ -61,8 +63,8 @@
 //!             from t_ms) ─► JSON lines, or backtest summary / diff
 //! ```
 //!
-//! Dependency rule: `library`, `matcher`, `rules`, `experiment` depend on no IO; `session`
-//! depends on them but not on tokio; `server` and `cli` wire things together.
+//! Dependency rule: `normalize`, `library`, `matcher`, `rules`, `experiment` depend on no
+//! IO; `session` depends on them but not on tokio; `server` and `cli` wire things together.
 //!
 //! ## Where this departs from the first design, and why
 //!
@@ -89,6 +91,7 @@ pub mod experiment;
 pub mod histogram;
 pub mod library;
 pub mod matcher;
+pub mod normalize;
 pub mod outcomes;
 mod parallel;
 pub mod protocol;
