@@ -1,0 +1,278 @@
+//! The names of unit enum variants, taken from their serde attributes.
+//!
+//! An enum's `#[serde(rename_all = …)]` / `#[serde(rename = …)]` attributes are the one
+//! table of its names: [`name_of`] reads a variant's name as serde writes it, [`parse_name`]
+//! reads one back as serde would, and [`names`] lists every accepted name (declaration
+//! order) for error messages and usage text.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde::ser::{self, Impossible, Serialize};
+
+/// The serde name of a unit variant (`Reason::MaxPerCall` → `"max_per_call"`).
+///
+/// # Panics
+///
+/// If `T` does not serialize as a unit variant: a programming error, caught by the
+/// round-trip tests of every enum that uses this.
+pub fn name_of<T: Serialize>(value: &T) -> &'static str {
+    match value.serialize(VariantName) {
+        Ok(name) => name,
+        Err(NotAUnitVariant) => panic!(
+            "{} does not serialize as a unit variant",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+/// Every name `T` deserializes from, in declaration order.
+pub fn names<T: DeserializeOwned>() -> &'static [&'static str] {
+    match T::deserialize(VariantNames) {
+        Err(Probe::Variants(names)) => names,
+        _ => &[],
+    }
+}
+
+/// `T` from its serde name; the error names the value and lists the accepted names.
+pub fn parse_name<T: DeserializeOwned>(s: &str) -> Result<T, UnknownName> {
+    let de = de::value::StrDeserializer::<de::value::Error>::new(s);
+    T::deserialize(de).map_err(|_| UnknownName {
+        value: s.to_string(),
+        expected: names::<T>(),
+    })
+}
+
+/// A name that is not one of an enum's variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownName {
+    pub value: String,
+    pub expected: &'static [&'static str],
+}
+
+impl UnknownName {
+    /// The accepted names, comma-separated: `a, b, c`.
+    pub fn list(&self) -> String {
+        self.expected.join(", ")
+    }
+
+    /// The accepted names in backticks, comma-separated: `` `a`, `b`, `c` ``.
+    pub fn quoted(&self) -> String {
+        self.expected
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown value `{}`, expected one of {}",
+            self.value,
+            self.list()
+        )
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
+/// `Deserialize` for a field that holds a unit enum's name, whose error is
+/// [`UnknownName`]'s text (serde's own lists the names in backticks):
+/// `#[serde(deserialize_with = "crate::names::deserialize")]`.
+pub fn deserialize<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(de)?;
+    parse_name(&s).map_err(de::Error::custom)
+}
+
+/// The error of [`VariantName`]: the value was not a unit variant.
+#[derive(Debug)]
+struct NotAUnitVariant;
+
+impl fmt::Display for NotAUnitVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a unit variant")
+    }
+}
+
+impl std::error::Error for NotAUnitVariant {}
+
+impl ser::Error for NotAUnitVariant {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        NotAUnitVariant
+    }
+}
+
+/// A serializer that accepts only a unit variant and returns its name.
+struct VariantName;
+
+macro_rules! refuse {
+    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, NotAUnitVariant> {
+            Err(NotAUnitVariant)
+        })*
+    };
+}
+
+impl ser::Serializer for VariantName {
+    type Ok = &'static str;
+    type Error = NotAUnitVariant;
+    type SerializeSeq = Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTuple = Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTupleStruct = Impossible<&'static str, NotAUnitVariant>;
+    type SerializeTupleVariant = Impossible<&'static str, NotAUnitVariant>;
+    type SerializeMap = Impossible<&'static str, NotAUnitVariant>;
+    type SerializeStruct = Impossible<&'static str, NotAUnitVariant>;
+    type SerializeStructVariant = Impossible<&'static str, NotAUnitVariant>;
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Ok(variant)
+    }
+
+    refuse! {
+        serialize_bool(bool) -> &'static str;
+        serialize_i8(i8) -> &'static str;
+        serialize_i16(i16) -> &'static str;
+        serialize_i32(i32) -> &'static str;
+        serialize_i64(i64) -> &'static str;
+        serialize_u8(u8) -> &'static str;
+        serialize_u16(u16) -> &'static str;
+        serialize_u32(u32) -> &'static str;
+        serialize_u64(u64) -> &'static str;
+        serialize_f32(f32) -> &'static str;
+        serialize_f64(f64) -> &'static str;
+        serialize_char(char) -> &'static str;
+        serialize_str(&str) -> &'static str;
+        serialize_bytes(&[u8]) -> &'static str;
+        serialize_none() -> &'static str;
+        serialize_unit() -> &'static str;
+        serialize_unit_struct(&'static str) -> &'static str;
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct(&'static str, usize) -> Self::SerializeStruct;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<&'static str, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &T,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<&'static str, NotAUnitVariant> {
+        Err(NotAUnitVariant)
+    }
+}
+
+/// The error of [`VariantNames`]: carries the variant list out of `deserialize_enum`.
+#[derive(Debug)]
+enum Probe {
+    Variants(&'static [&'static str]),
+    NotAnEnum,
+}
+
+impl fmt::Display for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("names probe")
+    }
+}
+
+impl std::error::Error for Probe {}
+
+impl de::Error for Probe {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Probe::NotAnEnum
+    }
+}
+
+/// A deserializer that stops at `deserialize_enum` with the enum's variant names.
+struct VariantNames;
+
+impl<'de> de::Deserializer<'de> for VariantNames {
+    type Error = Probe;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probe> {
+        Err(Probe::NotAnEnum)
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Probe> {
+        Err(Probe::Variants(variants))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Shape {
+        Circle,
+        #[serde(rename = "Square")]
+        Square,
+        RoundedBox,
+    }
+
+    #[test]
+    fn names_come_from_the_serde_attributes() {
+        assert_eq!(name_of(&Shape::RoundedBox), "rounded_box");
+        assert_eq!(name_of(&Shape::Square), "Square");
+        assert_eq!(names::<Shape>(), ["circle", "Square", "rounded_box"]);
+        assert_eq!(parse_name::<Shape>("rounded_box"), Ok(Shape::RoundedBox));
+        assert_eq!(names::<u32>(), [] as [&str; 0]);
+    }
+
+    #[test]
+    fn an_unknown_name_is_named_with_the_accepted_ones() {
+        let e = parse_name::<Shape>("blob").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown value `blob`, expected one of circle, Square, rounded_box"
+        );
+        assert_eq!(e.quoted(), "`circle`, `Square`, `rounded_box`");
+        assert!(parse_name::<Shape>("Circle").is_err(), "names are exact");
+    }
+
+    #[test]
+    #[should_panic(expected = "does not serialize as a unit variant")]
+    fn only_unit_variants_have_a_name() {
+        name_of(&"text");
+    }
+}
