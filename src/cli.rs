@@ -97,11 +97,11 @@ struct ReplayArgs {
     cards: PathBuf,
     /// Input format: native or a provider's messages as JSON lines, or a Harper Valley
     /// Bank transcript (hvb).
-    #[arg(long, default_value = "native", value_parser = InputFormat::NAMES)]
-    format: String,
+    #[arg(long, value_enum, default_value = "native")]
+    format: InputFormat,
     /// Which Harper Valley Bank transcript: the ASR output or the human correction.
-    #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
-    text: String,
+    #[arg(long, value_enum, default_value = "asr")]
+    text: HvbText,
     #[command(flatten)]
     setup: SetupArgs,
     /// Print JSON: one object per decision (with --diff, per change; with --summary, one
@@ -170,8 +170,8 @@ struct ConvertArgs {
     #[arg(long, value_parser = ["deepgram", "native"])]
     to: String,
     /// Which Harper Valley Bank transcript: the ASR output or the human correction.
-    #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
-    text: String,
+    #[arg(long, value_enum, default_value = "asr")]
+    text: HvbText,
     #[command(flatten)]
     ids: CallIds,
     /// The recorded call.
@@ -292,15 +292,9 @@ fn test(dir: &Path) -> Result<ExitCode, Failure> {
 
 fn replay_cmd(args: &ReplayArgs) -> Result<ExitCode, Failure> {
     let input = backtest::Input {
-        format: args
-            .format
-            .parse()
-            .map_err(|e: String| anyhow!("replay: {e}"))?,
+        format: args.format,
         setup: args.setup.setup().map_err(|f| f.error.context("replay"))?,
-        text: args
-            .text
-            .parse()
-            .map_err(|e: String| anyhow!("replay: {e}"))?,
+        text: args.text,
     };
     let engine = engine(&args.cards)?;
     let files = backtest::expand(&args.files).map_err(|e| anyhow!("replay: {e}"))?;
@@ -391,11 +385,7 @@ fn backtest_cmd(
 fn convert_cmd(args: &ConvertArgs) -> Result<ExitCode, Failure> {
     let json = std::fs::read_to_string(&args.file)
         .with_context(|| format!("convert: cannot read {}", args.file.display()))?;
-    let text: HvbText = args
-        .text
-        .parse()
-        .map_err(|e: String| anyhow!("convert: {e}"))?;
-    let segments = convert::parse_hvb(&json, text)
+    let segments = convert::parse_hvb(&json, args.text)
         .map_err(|e| anyhow!("convert: {}: {e}", args.file.display()))?;
     let stem = args
         .file

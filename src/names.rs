@@ -64,6 +64,15 @@ impl UnknownName {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// The accepted names in backticks as alternatives: `` `a`, `b` or `c` ``.
+    pub fn alternatives(&self) -> String {
+        let quoted = self.quoted();
+        match quoted.rfind(", ") {
+            Some(i) => format!("{} or {}", &quoted[..i], &quoted[i + 2..]),
+            None => quoted,
+        }
+    }
 }
 
 impl fmt::Display for UnknownName {
@@ -267,7 +276,78 @@ mod tests {
             "unknown value `blob`, expected one of circle, Square, rounded_box"
         );
         assert_eq!(e.quoted(), "`circle`, `Square`, `rounded_box`");
+        assert_eq!(e.alternatives(), "`circle`, `Square` or `rounded_box`");
         assert!(parse_name::<Shape>("Circle").is_err(), "names are exact");
+    }
+
+    /// Command-line values are the serde names.
+    fn clap_names_are_serde_names<T>()
+    where
+        T: clap::ValueEnum + Serialize + DeserializeOwned,
+    {
+        let clap: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect();
+        assert_eq!(clap, names::<T>());
+        for v in T::value_variants() {
+            assert_eq!(v.to_possible_value().unwrap().get_name(), name_of(v));
+        }
+    }
+
+    #[test]
+    fn command_line_values_are_the_serde_names() {
+        clap_names_are_serde_names::<crate::report::Metric>();
+        clap_names_are_serde_names::<crate::convert::HvbText>();
+        let replay: Vec<&str> = crate::replay::InputFormat::ALL
+            .iter()
+            .map(|f| f.as_str())
+            .collect();
+        assert_eq!(
+            replay,
+            [
+                "native",
+                "deepgram",
+                "assemblyai",
+                "aws",
+                "google",
+                "whisperlive",
+                "hvb"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_product_enums_keep_their_names() {
+        use crate::session::Reason;
+        assert_eq!(
+            Reason::ALL.map(Reason::as_str),
+            [
+                "shown",
+                "control",
+                "cooldown",
+                "max_per_call",
+                "budget",
+                "gap"
+            ]
+        );
+        assert_eq!(
+            crate::library::Category::BuyingSignal.as_str(),
+            "buying_signal"
+        );
+        assert_eq!(crate::library::Speaker::Prospect.as_str(), "prospect");
+        assert_eq!(
+            crate::protocol::FeedbackAction::NotUseful.as_str(),
+            "not_useful"
+        );
+        assert_eq!(crate::config::Role::Manager.as_str(), "manager");
+        assert_eq!(crate::outcomes::OutcomeKind::Won.as_str(), "won");
+        assert_eq!(
+            crate::outcomes::OutcomeKind::parse(" LOST "),
+            Ok(crate::outcomes::OutcomeKind::Lost)
+        );
+        assert_eq!(crate::report::Metric::Matured.as_str(), "matured");
     }
 
     #[test]

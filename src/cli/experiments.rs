@@ -35,8 +35,8 @@ pub(super) struct ReportArgs {
     as_of: Option<String>,
     /// Win definition: won among closed deals, or won within the window among deals
     /// exposed at least the window ago.
-    #[arg(long, default_value = "closed", value_parser = ["closed", "matured"])]
-    metric: String,
+    #[arg(long, value_enum, default_value = "closed")]
+    metric: Metric,
     /// N* of the always-valid (sequential) interval: the total units at which a decision
     /// is likely.
     #[arg(long, default_value_t = 5000)]
@@ -140,7 +140,7 @@ pub(super) fn report_cmd(args: &ReportArgs) -> Result<ExitCode, Failure> {
         None => ReportOptions::today(),
     };
     opts.window_days = args.window_days;
-    opts.metric = Metric::parse(&args.metric).unwrap_or(Metric::Closed);
+    opts.metric = args.metric;
     opts.seq_tuning = f64::from(args.seq_tuning.max(1));
     let reports = runtime()?.block_on(async {
         let store = open_store(&args.db, true)

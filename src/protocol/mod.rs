@@ -13,6 +13,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::library::{Link, Speaker};
+use crate::names;
 use crate::rules::CallContext;
 
 /// Longest id (call, deal, rep, segment, display) accepted.
@@ -141,12 +142,7 @@ pub enum FeedbackAction {
 
 impl FeedbackAction {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FeedbackAction::Clicked => "clicked",
-            FeedbackAction::Dismissed => "dismissed",
-            FeedbackAction::Useful => "useful",
-            FeedbackAction::NotUseful => "not_useful",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -179,15 +175,25 @@ pub enum ClientMsg {
     End(End),
 }
 
+/// The native message types: the `type` field of a client message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum MsgType {
+    Start,
+    Transcript,
+    Feedback,
+    End,
+}
+
 impl ClientMsg {
     /// The native `type`, for metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            ClientMsg::Start(_) => "start",
-            ClientMsg::Transcript(_) => "transcript",
-            ClientMsg::Feedback(_) => "feedback",
-            ClientMsg::End(_) => "end",
-        }
+        names::name_of(&match self {
+            ClientMsg::Start(_) => MsgType::Start,
+            ClientMsg::Transcript(_) => MsgType::Transcript,
+            ClientMsg::Feedback(_) => MsgType::Feedback,
+            ClientMsg::End(_) => MsgType::End,
+        })
     }
 }
 
@@ -237,21 +243,25 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
         kind: Option<std::borrow::Cow<'a, str>>,
     }
     let tag: Tag<'_> = serde_json::from_str(text).map_err(|e| json_error(&e))?;
-    let msg = match tag.kind.as_deref() {
-        Some("start") => ClientMsg::Start(serde_json::from_str(text).map_err(|e| json_error(&e))?),
-        Some("transcript") => {
+    let Some(kind) = tag.kind else {
+        return Err(invalid("missing field `type`"));
+    };
+    let kind = names::parse_name::<MsgType>(&kind).map_err(|e| {
+        invalid(format!(
+            "unknown message type `{}`, expected one of {}",
+            e.value,
+            e.quoted()
+        ))
+    })?;
+    let msg = match kind {
+        MsgType::Start => ClientMsg::Start(serde_json::from_str(text).map_err(|e| json_error(&e))?),
+        MsgType::Transcript => {
             ClientMsg::Transcript(serde_json::from_str(text).map_err(|e| json_error(&e))?)
         }
-        Some("feedback") => {
+        MsgType::Feedback => {
             ClientMsg::Feedback(serde_json::from_str(text).map_err(|e| json_error(&e))?)
         }
-        Some("end") => ClientMsg::End(serde_json::from_str(text).map_err(|e| json_error(&e))?),
-        Some(other) => {
-            return Err(invalid(format!(
-                "unknown message type `{other}`, expected one of `start`, `transcript`, `feedback`, `end`"
-            )));
-        }
-        None => return Err(invalid("missing field `type`")),
+        MsgType::End => ClientMsg::End(serde_json::from_str(text).map_err(|e| json_error(&e))?),
     };
     match &msg {
         ClientMsg::Start(s) => {

@@ -36,8 +36,9 @@ use crate::store::{Store, StoreError};
 pub use assemble::assemble;
 
 /// The win definition (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Metric {
     /// Won among units whose latest outcome is won or lost.
     Closed,
@@ -46,19 +47,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn parse(s: &str) -> Option<Metric> {
-        match s {
-            "closed" => Some(Metric::Closed),
-            "matured" => Some(Metric::Matured),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Closed => "closed",
-            Metric::Matured => "matured",
-        }
+        crate::names::name_of(&self)
     }
 }
 

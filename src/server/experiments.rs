@@ -142,7 +142,8 @@ fn options(query: &str) -> Result<ReportOptions, String> {
             })?;
     }
     if let Some(s) = query_param(query, "metric") {
-        opts.metric = Metric::parse(s)
+        opts.metric = crate::names::parse_name::<Metric>(s)
+            .ok()
             .ok_or_else(|| format!("`metric`: expected `closed` or `matured`, got {s:?}"))?;
     }
     if let Some(s) = query_param(query, "seq_tuning") {

@@ -34,13 +34,15 @@ use serde_json::Value;
 
 use super::{ClientMsg, ErrorCode, MAX_ID_LEN, Start, Transcript, check_id, json_error};
 use crate::library::Speaker;
+use crate::names;
 use json::At;
 
 /// Channels (or channel tags) an adapter keeps a span counter for.
 pub const MAX_CHANNELS: u64 = 64;
 
 /// The input format of an ingest connection or a recorded call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Native,
     Deepgram,
@@ -62,19 +64,12 @@ impl Format {
 
     /// The name used in `?format=` and `--format`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Native => "native",
-            Format::Deepgram => "deepgram",
-            Format::AssemblyAi => "assemblyai",
-            Format::Aws => "aws",
-            Format::Google => "google",
-            Format::WhisperLive => "whisperlive",
-        }
+        names::name_of(&self)
     }
 
     /// Every format name, comma-separated, for error messages.
     pub fn names() -> String {
-        Format::ALL.map(Format::as_str).join(", ")
+        names::names::<Format>().join(", ")
     }
 }
 
@@ -87,10 +82,7 @@ impl std::str::FromStr for Format {
     type Err = UnknownFormat;
 
     fn from_str(s: &str) -> Result<Format, UnknownFormat> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| UnknownFormat(s.to_string()))
+        names::parse_name(s).map_err(|e| UnknownFormat(e.value))
     }
 }
 
@@ -194,23 +186,39 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// What kind of message a frame was, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What kind of message a frame was, for metrics; the serde name is the message's own
+/// type name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Kind {
+    #[serde(rename = "start")]
     Start,
+    #[serde(rename = "transcript")]
     Transcript,
+    #[serde(rename = "feedback")]
     Feedback,
+    #[serde(rename = "end")]
     End,
+    #[serde(rename = "Results")]
     DeepgramResults,
+    #[serde(rename = "Metadata")]
     DeepgramMetadata,
+    #[serde(rename = "SpeechStarted")]
     DeepgramSpeechStarted,
+    #[serde(rename = "UtteranceEnd")]
     DeepgramUtteranceEnd,
+    #[serde(rename = "Turn")]
     AssemblyAiTurn,
+    #[serde(rename = "Begin")]
     AssemblyAiBegin,
+    #[serde(rename = "Termination")]
     AssemblyAiTermination,
+    #[serde(rename = "TranscriptEvent")]
     AwsTranscriptEvent,
+    #[serde(rename = "StreamingRecognizeResponse")]
     GoogleResponse,
+    #[serde(rename = "segments")]
     WhisperLiveSegments,
+    #[serde(rename = "status")]
     WhisperLiveStatus,
 }
 
@@ -237,40 +245,25 @@ impl Kind {
     /// The message's own type name (`start`, `Results`, `Turn`, …), as counted by
     /// `cuedeck_messages_total{type}`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Start => "start",
-            Kind::Transcript => "transcript",
-            Kind::Feedback => "feedback",
-            Kind::End => "end",
-            Kind::DeepgramResults => "Results",
-            Kind::DeepgramMetadata => "Metadata",
-            Kind::DeepgramSpeechStarted => "SpeechStarted",
-            Kind::DeepgramUtteranceEnd => "UtteranceEnd",
-            Kind::AssemblyAiTurn => "Turn",
-            Kind::AssemblyAiBegin => "Begin",
-            Kind::AssemblyAiTermination => "Termination",
-            Kind::AwsTranscriptEvent => "TranscriptEvent",
-            Kind::GoogleResponse => "StreamingRecognizeResponse",
-            Kind::WhisperLiveSegments => "segments",
-            Kind::WhisperLiveStatus => "status",
-        }
+        names::name_of(&self)
     }
 
     /// Whose message this is: `native` or a provider's format name.
     pub fn source(self) -> &'static str {
-        match self {
-            Kind::Start | Kind::Transcript | Kind::Feedback | Kind::End => "native",
+        let format = match self {
+            Kind::Start | Kind::Transcript | Kind::Feedback | Kind::End => Format::Native,
             Kind::DeepgramResults
             | Kind::DeepgramMetadata
             | Kind::DeepgramSpeechStarted
-            | Kind::DeepgramUtteranceEnd => "deepgram",
+            | Kind::DeepgramUtteranceEnd => Format::Deepgram,
             Kind::AssemblyAiTurn | Kind::AssemblyAiBegin | Kind::AssemblyAiTermination => {
-                "assemblyai"
+                Format::AssemblyAi
             }
-            Kind::AwsTranscriptEvent => "aws",
-            Kind::GoogleResponse => "google",
-            Kind::WhisperLiveSegments | Kind::WhisperLiveStatus => "whisperlive",
-        }
+            Kind::AwsTranscriptEvent => Format::Aws,
+            Kind::GoogleResponse => Format::Google,
+            Kind::WhisperLiveSegments | Kind::WhisperLiveStatus => Format::WhisperLive,
+        };
+        format.as_str()
     }
 
     fn of(msg: &ClientMsg) -> Kind {
