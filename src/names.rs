@@ -298,7 +298,6 @@ mod tests {
 
     #[test]
     fn command_line_values_are_the_serde_names() {
-        clap_names_are_serde_names::<crate::report::Metric>();
         clap_names_are_serde_names::<crate::convert::HvbText>();
         let replay: Vec<&str> = crate::replay::InputFormat::ALL
             .iter()

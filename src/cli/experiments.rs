@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{Failure, engine, load};
 use crate::outcomes;
-use crate::report::{self, ExperimentDef, Metric, ReportOptions, render};
+use crate::report::{self, ExperimentDef, ReportOptions, ReportParams, render};
 use crate::store::{Store, now_rfc3339};
 
 const DEFAULT_DB: &str = "sqlite://cuedeck.db";
@@ -27,20 +27,8 @@ pub(super) struct ReportArgs {
     /// Output: an aligned table, JSON (one object per experiment and line) or CSV.
     #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
     format: String,
-    /// Outcome window after a unit's first exposure, in days.
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
-    window_days: u32,
-    /// Report on data up to the end of this day, YYYY-MM-DD (UTC) [default: today]
-    #[arg(long)]
-    as_of: Option<String>,
-    /// Win definition: won among closed deals, or won within the window among deals
-    /// exposed at least the window ago.
-    #[arg(long, value_enum, default_value = "closed")]
-    metric: Metric,
-    /// N* of the always-valid (sequential) interval: the total units at which a decision
-    /// is likely.
-    #[arg(long, default_value_t = 5000)]
-    seq_tuning: u32,
+    #[command(flatten)]
+    params: ReportParams,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,16 +120,10 @@ pub(super) fn report_cmd(args: &ReportArgs) -> Result<ExitCode, Failure> {
             .into());
         }
     }
-    let mut opts = match &args.as_of {
-        Some(s) => ReportOptions::new(
-            report::parse_date(s)
-                .ok_or_else(|| anyhow!("report: --as-of: expected YYYY-MM-DD, got {s:?}"))?,
-        ),
-        None => ReportOptions::today(),
-    };
-    opts.window_days = args.window_days;
-    opts.metric = args.metric;
-    opts.seq_tuning = f64::from(args.seq_tuning.max(1));
+    let opts = args
+        .params
+        .options(ReportOptions::today().as_of)
+        .map_err(|e| anyhow!("report: {}: {}", e.flag(), e.message))?;
     let reports = runtime()?.block_on(async {
         let store = open_store(&args.db, true)
             .await

@@ -24,6 +24,7 @@
 //!   averaged over exposed units (matured units with `--metric matured`).
 
 pub mod assemble;
+pub mod params;
 pub mod render;
 pub mod stats;
 pub mod svg;
@@ -34,11 +35,11 @@ use crate::library::{Library, Unit};
 use crate::store::{Store, StoreError};
 
 pub use assemble::assemble;
+pub use params::{ParamError, ReportParams};
 
 /// The win definition (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
 pub enum Metric {
     /// Won among units whose latest outcome is won or lost.
     Closed,
