@@ -19,7 +19,7 @@ use crate::config::{Overrides, ServeConfig};
 use crate::convert::{self, HvbText};
 use crate::engine::Engine;
 use crate::library::{Library, LibraryError};
-use crate::protocol::adapters::CallSetup;
+use crate::protocol::adapters::{CallSetup, SetupParams};
 use crate::replay::{DecisionLine, InputFormat};
 
 mod experiments;
@@ -147,17 +147,14 @@ struct SetupArgs {
 
 impl SetupArgs {
     fn setup(&self) -> Result<CallSetup, Failure> {
-        let setup = CallSetup {
+        let params = SetupParams {
             call_id: self.ids.call_id.clone(),
             deal_id: self.ids.deal_id.clone(),
             rep_id: self.ids.rep_id.clone(),
-            rep_label: self
-                .rep_channel
-                .clone()
-                .or_else(|| self.rep_speaker.clone()),
+            rep_channel: self.rep_channel.clone(),
+            rep_speaker: self.rep_speaker.clone(),
         };
-        setup.check().map_err(|e| anyhow!("{e}"))?;
-        Ok(setup)
+        Ok(params.setup().map_err(|e| anyhow!("{e}"))?)
     }
 }
 

@@ -98,31 +98,62 @@ pub struct CallSetup {
     pub rep_label: Option<String>,
 }
 
+/// The call set-up as given: the query parameters of `/v1/stream` (axum's `Query`) or the
+/// flags of `cuedeck replay`. Other query parameters are left to their owners.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SetupParams {
+    pub call_id: Option<String>,
+    pub deal_id: Option<String>,
+    pub rep_id: Option<String>,
+    pub rep_channel: Option<String>,
+    pub rep_speaker: Option<String>,
+}
+
+impl SetupParams {
+    /// The checked set-up: ids like a native `start` message's, at most one rep label.
+    pub fn setup(self) -> Result<CallSetup, String> {
+        if self.rep_channel.is_some() && self.rep_speaker.is_some() {
+            return Err("give one of `rep_channel` and `rep_speaker`, once".to_string());
+        }
+        let setup = CallSetup {
+            call_id: self.call_id,
+            deal_id: self.deal_id,
+            rep_id: self.rep_id,
+            rep_label: self.rep_channel.or(self.rep_speaker),
+        };
+        setup.check()?;
+        Ok(setup)
+    }
+}
+
+/// Refuses a query string that percent-decoding would change silently: `form_urlencoded`
+/// (and so axum's `Query`) keeps a malformed `%` escape as text and turns bytes that are
+/// not UTF-8 into U+FFFD, and an id must arrive as sent or not at all.
+pub fn check_encoding(query: &str) -> Result<(), String> {
+    let escapes_ok = query.match_indices('%').all(|(i, _)| {
+        query
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if escapes_ok
+        && percent_encoding::percent_decode_str(query)
+            .decode_utf8()
+            .is_ok()
+    {
+        Ok(())
+    } else {
+        Err("the query string is not valid percent-encoded UTF-8".to_string())
+    }
+}
+
 impl CallSetup {
     /// Reads `call_id`, `deal_id`, `rep_id`, `rep_channel` and `rep_speaker` from a query
     /// string (percent-decoded); other parameters are left to their owners.
     pub fn from_query(query: &str) -> Result<CallSetup, String> {
-        let mut setup = CallSetup::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match key {
-                "call_id" => &mut setup.call_id,
-                "deal_id" => &mut setup.deal_id,
-                "rep_id" => &mut setup.rep_id,
-                "rep_channel" | "rep_speaker" => {
-                    if setup.rep_label.is_some() {
-                        return Err("give one of `rep_channel` and `rep_speaker`, once".to_string());
-                    }
-                    &mut setup.rep_label
-                }
-                _ => continue,
-            };
-            let value = percent_decode(raw)
-                .ok_or_else(|| format!("`{key}` is not valid percent-encoded UTF-8"))?;
-            *slot = Some(value);
-        }
-        setup.check()?;
-        Ok(setup)
+        check_encoding(query)?;
+        serde_urlencoded::from_str::<SetupParams>(query)
+            .map_err(|e| e.to_string())?
+            .setup()
     }
 
     /// Checks the ids like a native `start` message's.
@@ -158,32 +189,6 @@ impl CallSetup {
         start.speakers = self.speakers();
         Some(start)
     }
-}
-
-/// `%XX` and `+` decoding of one query value; `None` when the result is not UTF-8 or an
-/// escape is malformed.
-fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = raw.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// What kind of message a frame was, for metrics; the serde name is the message's own
