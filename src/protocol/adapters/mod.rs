@@ -19,6 +19,15 @@
 //! - A label missing from the `speakers` map is the prospect, and counted.
 //! - Memory per call is bounded: a counter per channel (at most [`MAX_CHANNELS`]) and, for
 //!   WhisperLive, the last partial text.
+//!
+//! The provider messages are read through `json::At`, a JSON value with its path, not
+//! decoded into serde structs: each field is read and checked in one line with an error
+//! that names its path (`missing field` followed by `channel.alternatives[0].words[0].end`,
+//! or `duration` must be a number, found a string), and the checks serde cannot express
+//! (not negative, a label that is a number or a string, Google's `"3.5s"` durations,
+//! WhisperLive's string seconds, AssemblyAI's legacy `message_type`) stay next to the read.
+//! Typed structs with `serde_path_to_error` would need a wrapper type per check and a
+//! rewrite of serde's error text to keep these messages: more code than the reader.
 
 mod assemblyai;
 mod aws;
@@ -255,7 +264,12 @@ impl Kind {
 
     /// Whose message this is: `native` or a provider's format name.
     pub fn source(self) -> &'static str {
-        let format = match self {
+        self.format().as_str()
+    }
+
+    /// The format whose message this is.
+    fn format(self) -> Format {
+        match self {
             Kind::Start | Kind::Transcript | Kind::Feedback | Kind::End => Format::Native,
             Kind::DeepgramResults
             | Kind::DeepgramMetadata
@@ -267,8 +281,19 @@ impl Kind {
             Kind::AwsTranscriptEvent => Format::Aws,
             Kind::GoogleResponse => Format::Google,
             Kind::WhisperLiveSegments | Kind::WhisperLiveStatus => Format::WhisperLive,
-        };
-        format.as_str()
+        }
+    }
+
+    /// The message of `format` whose `type` is `name`; the error lists the format's types.
+    fn named(format: Format, name: &str) -> Result<Kind, String> {
+        let kinds = Kind::ALL.into_iter().filter(|k| k.format() == format);
+        kinds.clone().find(|k| k.as_str() == name).ok_or_else(|| {
+            let expected = kinds
+                .map(|k| format!("`{}`", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("unknown message `type` `{name}`, expected one of {expected}")
+        })
     }
 
     fn of(msg: &ClientMsg) -> Kind {
