@@ -86,8 +86,15 @@ struct ServeArgs {
     #[arg(long)]
     no_watch: bool,
     /// Log format on stderr.
-    #[arg(long, env = "CUEDECK_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
-    log_format: String,
+    #[arg(long, env = "CUEDECK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -161,11 +168,11 @@ impl SetupArgs {
 #[derive(Debug, Args)]
 struct ConvertArgs {
     /// Format of the recorded call.
-    #[arg(long, value_parser = ["hvb"])]
-    from: String,
+    #[arg(long, value_enum)]
+    from: ConvertFrom,
     /// Stream format written to stdout.
-    #[arg(long, value_parser = ["deepgram", "native"])]
-    to: String,
+    #[arg(long, value_enum)]
+    to: ConvertTo,
     /// Which Harper Valley Bank transcript: the ASR output or the human correction.
     #[arg(long, value_enum, default_value = "asr")]
     text: HvbText,
@@ -173,6 +180,19 @@ struct ConvertArgs {
     ids: CallIds,
     /// The recorded call.
     file: PathBuf,
+}
+
+/// `convert --from`: the recorded call formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConvertFrom {
+    Hvb,
+}
+
+/// `convert --to`: the stream formats a recorded call is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConvertTo {
+    Deepgram,
+    Native,
 }
 
 /// A failure with its exit code.
@@ -395,9 +415,9 @@ fn convert_cmd(args: &ConvertArgs) -> Result<ExitCode, Failure> {
         rep_label: None,
     };
     setup.check().map_err(|e| anyhow!("convert: {e}"))?;
-    let lines = match args.to.as_str() {
-        "deepgram" => convert::to_deepgram(&segments, &setup),
-        _ => convert::to_native(&segments, &setup),
+    let lines = match args.to {
+        ConvertTo::Deepgram => convert::to_deepgram(&segments, &setup),
+        ConvertTo::Native => convert::to_native(&segments, &setup),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(lines.as_bytes())
@@ -417,7 +437,7 @@ fn format_clock(t_ms: u64) -> String {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    init_tracing(&args.log_format);
+    init_tracing(args.log_format);
     // CUEDECK_WATCH=false disables watching like --no-watch does.
     let env_watch = std::env::var("CUEDECK_WATCH").ok().map(|v| {
         !matches!(
@@ -559,7 +579,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUEDECK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files and collectors get plain text.
@@ -568,7 +588,7 @@ fn init_tracing(format: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

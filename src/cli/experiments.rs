@@ -25,10 +25,18 @@ pub(super) struct ReportArgs {
     #[arg(long)]
     experiment: Option<String>,
     /// Output: an aligned table, JSON (one object per experiment and line) or CSV.
-    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
-    format: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
     #[command(flatten)]
     params: ReportParams,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,14 +147,16 @@ pub(super) fn report_cmd(args: &ReportArgs) -> Result<ExitCode, Failure> {
         store.close().await;
         Ok::<_, anyhow::Error>(out)
     })?;
-    let text = match args.format.as_str() {
-        "json" => reports
+    let text = match args.format {
+        ReportFormat::Json => reports
             .iter()
             .map(|r| render::json(r) + "\n")
             .collect::<String>(),
-        "csv" => render::csv(&reports).context("report: writing CSV")?,
-        _ if reports.is_empty() => format!("no experiments in {}\n", args.cards.display()),
-        _ => reports
+        ReportFormat::Csv => render::csv(&reports).context("report: writing CSV")?,
+        ReportFormat::Table if reports.is_empty() => {
+            format!("no experiments in {}\n", args.cards.display())
+        }
+        ReportFormat::Table => reports
             .iter()
             .map(render::table)
             .collect::<Vec<_>>()
