@@ -1,7 +1,7 @@
-//! The whole per-message path of an ingest connection without sockets, as
-//! `server::ingest` runs it: decode the JSON text frame (native adapter) → resolve the
-//! speaker → `Session::on_utterance` → for each decision a display id, the card frame JSON
-//! (shown cards) and the exposure row. The streams are partial-heavy: every final line of
+//! The whole per-message path of an ingest connection without sockets: the same
+//! `CallDriver` `server::ingest` runs — decode the JSON text frame (native adapter) →
+//! resolve the speaker → `Session::on_utterance` → for each decision a display id, the
+//! card frame JSON (shown cards) and the exposure row. The streams are partial-heavy: every final line of
 //! the bundled demo calls is preceded by growing partials (one per ~2 words), as a
 //! speech-to-text engine sends them.
 //!
@@ -20,12 +20,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use cuedeck::driver::{CallDriver, DriverConfig, Output, Reply, SystemHost};
 use cuedeck::engine::Engine;
 use cuedeck::library::Library;
 use cuedeck::protocol::adapters::{Adapter, CallSetup, Format};
-use cuedeck::protocol::{self, CardMsg, ClientMsg, ServerMsg};
-use cuedeck::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
-use cuedeck::store::ExposureRow;
+use cuedeck::protocol::{self, CardMsg, ServerMsg};
+use cuedeck::session::{CallInfo, Session, SessionLimits, Utterance};
 
 /// A demo call as a partial-heavy native stream.
 fn partial_stream(jsonl: &str) -> Vec<String> {
@@ -57,89 +57,46 @@ fn partial_stream(jsonl: &str) -> Vec<String> {
     out
 }
 
-/// One ingest connection's per-message work, as in `server::ingest::Ingest`.
+/// One ingest connection's per-message work: the live server's [`CallDriver`] on the
+/// system clock, as in `server::ingest` (without the socket and the store queue).
 struct Conn {
-    adapter: Adapter,
-    start: Option<protocol::Start>,
-    session: Option<Session>,
-    decisions: Vec<Decision>,
-    ids: ulid::Generator,
-    started: Instant,
+    driver: CallDriver,
+    host: SystemHost,
+    out: Output,
 }
 
 impl Conn {
     fn new() -> Conn {
         Conn {
-            adapter: Adapter::new(Format::Native, CallSetup::default()),
-            start: None,
-            session: None,
-            decisions: Vec::new(),
-            ids: ulid::Generator::new(),
-            started: Instant::now(),
+            driver: CallDriver::new(
+                DriverConfig::default(),
+                Adapter::new(Format::Native, CallSetup::default()),
+            ),
+            host: SystemHost::default(),
+            out: Output::default(),
         }
     }
 
     /// Returns the bytes of card frames produced (so nothing is optimized away).
     fn on_text(&mut self, engine: &Engine, text: &str) -> usize {
-        let decoded_at = Instant::now();
-        let Ok(out) = self.adapter.decode(text) else {
-            return 0;
-        };
-        let mut bytes = 0;
-        for msg in out.messages {
-            match msg {
-                ClientMsg::Start(start) => {
-                    self.session = Some(Session::new(
-                        CallInfo {
-                            call_id: start.call_id.clone(),
-                            deal_id: start.deal_id.clone(),
-                            rep_id: start.rep_id.clone(),
-                            context: start.call_context(),
-                        },
-                        SessionLimits::default(),
-                    ));
-                    self.start = Some(start);
-                }
-                ClientMsg::Transcript(t) => {
-                    let (Some(session), Some(start)) = (self.session.as_mut(), &self.start) else {
-                        continue;
-                    };
-                    let u = Utterance {
-                        segment_id: t.segment_id.as_deref(),
-                        speaker: protocol::resolve_speaker(&start.speakers, &t),
-                        text: &t.text,
-                        is_final: t.is_final,
-                        t_ms: t
-                            .t_ms
-                            .unwrap_or_else(|| self.started.elapsed().as_millis() as u64),
-                    };
-                    self.decisions.clear();
-                    session.on_utterance(engine, &u, &mut self.decisions);
-                    let version = engine.library().version();
-                    for d in &self.decisions {
-                        let display_id = self
-                            .ids
-                            .generate()
-                            .unwrap_or_else(|_| ulid::Ulid::new())
-                            .to_string();
-                        let engine_us = decoded_at.elapsed().as_micros() as u64;
-                        if d.shown() {
-                            let frame: std::sync::Arc<str> =
-                                ServerMsg::Card(CardMsg::new(&display_id, d, engine_us))
-                                    .to_json()
-                                    .into();
-                            bytes += frame.len();
-                        }
-                        let info = session.info();
-                        let row =
-                            ExposureRow::from_decision(info, d, display_id, engine_us, version);
-                        black_box(row);
-                    }
-                }
-                _ => {}
-            }
-        }
-        bytes
+        self.out.clear();
+        let received_ms = self.host.received();
+        self.driver.on_text(
+            engine,
+            text,
+            Some(received_ms),
+            &mut self.host,
+            &mut self.out,
+        );
+        black_box(&self.out.records);
+        self.out
+            .replies
+            .iter()
+            .map(|r| match r {
+                Reply::Card(frame) => frame.len(),
+                _ => 0,
+            })
+            .sum()
     }
 }
 

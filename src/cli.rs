@@ -139,7 +139,8 @@ struct CallIds {
     rep_id: Option<String>,
 }
 
-/// Call set-up for streams that do not begin with a native `start` (SPEC §3).
+/// Call set-up for streams that do not begin with a native `start`
+/// (docs/protocol.md#setting-the-call-up).
 #[derive(Debug, Args)]
 struct SetupArgs {
     #[command(flatten)]

@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn growthbook_hash_versions() {
-        // STATS.md §7.1: the legacy version 1 and an unknown version.
+        // docs/statistics.md#test-vectors (hash): the legacy version 1 and an unknown version.
         assert_eq!(hash("", "a", 1), Some(0.22));
         assert_eq!(hash("b", "a", 1), Some(0.946));
         assert_eq!(hash("abc", "def", 99), None);
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn growthbook_bucket_ranges_and_choose_variation() {
-        // STATS.md §7.1 (`getBucketRange`, `chooseVariation`).
+        // docs/statistics.md#test-vectors (bucket ranges, `chooseVariation`).
         let close = |got: Vec<(f64, f64)>, want: &[(f64, f64)]| {
             assert_eq!(got.len(), want.len(), "{got:?}");
             for (g, w) in got.iter().zip(want) {

@@ -11,8 +11,10 @@
 //!
 //! - [`library`] — a directory of YAML files → an immutable, validated [`library::Library`]
 //!   (every error reported with file:line:col; large libraries parsed on every core).
-//! - [`matcher`] — text normalization and one automaton (a trie over word ids) over every phrase;
-//!   whole-word, overlapping matches, normalized and matched in one pass; phrase → (card, role).
+//! - [`normalize`] — the text normalization phrases and transcripts share (a leaf module:
+//!   `library` and `matcher` both use it, neither uses the other's).
+//! - [`matcher`] — one automaton (a trie over word ids) over every phrase; whole-word,
+//!   overlapping matches, normalized and matched in one pass; phrase → (card, role).
 //! - [`rules`] — card eligibility: speaker, `all` groups, `unless`, time range, call context.
 //! - [`experiment`] — sticky, stateless variant assignment (GrowthBook hash v2).
 //! - [`session`] — the per-call state machine: segments, once-per-segment decisions,
@@ -29,9 +31,10 @@
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
 //! - [`outcomes`] — CRM outcome input (webhook JSON, CSV rows) validated field by field.
-//! - [`report`] — A/B reports: [`report::stats`] (gbstats conventions, STATS.md vectors),
-//!   [`report::assemble()`] (units, windows, caps, gates), [`report::render`] (table, JSON,
-//!   CSV); [`report::build`] reads the store's experiment read API.
+//! - [`report`] — A/B reports: [`report::stats`] (gbstats conventions, the test vectors of
+//!   docs/statistics.md), [`report::assemble()`] (units, windows, caps, gates),
+//!   [`report::render`] (table, JSON, CSV); [`report::build`] reads the store's experiment
+//!   read API.
 //!
 //! IO at the edges:
 //!
@@ -61,8 +64,8 @@
 //!             from t_ms) ─► JSON lines, or backtest summary / diff
 //! ```
 //!
-//! Dependency rule: `library`, `matcher`, `rules`, `experiment` depend on no IO; `session`
-//! depends on them but not on tokio; `server` and `cli` wire things together.
+//! Dependency rule: `normalize`, `library`, `matcher`, `rules`, `experiment` depend on no
+//! IO; `session` depends on them but not on tokio; `server` and `cli` wire things together.
 //!
 //! ## Where this departs from the first design, and why
 //!
@@ -82,6 +85,7 @@ pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod driver;
 pub mod engine;
 pub mod examples;
 pub mod experiment;
@@ -89,6 +93,7 @@ pub mod histogram;
 pub mod library;
 pub mod matcher;
 pub mod names;
+pub mod normalize;
 pub mod outcomes;
 mod parallel;
 pub mod protocol;
@@ -99,6 +104,7 @@ pub mod server;
 pub mod session;
 pub mod simulate;
 pub mod store;
+pub mod timestamp;
 
 /// Shared state crosses threads: keep these `Send + Sync`.
 #[allow(dead_code)]

@@ -2,13 +2,14 @@
 //! `cuedeck outcomes import` CSV rows, into [`OutcomeRow`]s for the store. Pure (no IO
 //! besides reading the CSV from a caller's reader).
 //!
-//! Fields (SPEC §4): `deal_id` (required, 1–128 bytes, no control characters), `outcome`
-//! (`won`, `lost` or `open`, any case, stored lowercase), `amount` (optional, a
-//! non-negative **decimal number in major currency units**: `12000.50` USD is twelve
-//! thousand dollars and fifty cents, not cents), `currency` (optional, a 3-letter code,
-//! stored as given), `closed_at` (optional, RFC 3339 with any offset or a plain
-//! `YYYY-MM-DD` date, stored as UTC `2026-11-20T10:00:00.000Z`). Unknown fields are
-//! rejected so a misspelt field is not silently dropped.
+//! Fields (documented for users in docs/http-api.md#post-v1outcomes): `deal_id`
+//! (required, 1–128 bytes, no control characters), `outcome` (`won`, `lost` or `open`, any
+//! case, stored lowercase), `amount` (optional, a non-negative **decimal number in major
+//! currency units**: `12000.50` USD is twelve thousand dollars and fifty cents, not
+//! cents), `currency` (optional, a 3-letter code, stored as given), `closed_at` (optional,
+//! RFC 3339 with any offset or a plain `YYYY-MM-DD` date, stored as UTC
+//! `2026-11-20T10:00:00.000Z`). Unknown fields are rejected so a misspelt field is not
+//! silently dropped.
 //!
 //! Updates are history: every accepted outcome is appended, and the latest per deal (by
 //! receive time) is the deal's current outcome, so re-sending the same update is harmless.

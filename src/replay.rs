@@ -1,4 +1,4 @@
-//! `cuedeck replay`: runs a recorded call through the same [`Session`] the server uses,
+//! `cuedeck replay`: runs a recorded call through the same [`CallDriver`] the server uses,
 //! with the clock taken from `t_ms`. Native JSON lines are read as they are; a provider's
 //! JSON lines go through the same [`Adapter`] as a live `?format=` stream; a Harper Valley
 //! Bank transcript is converted to native lines first ([`crate::convert`]).
@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::driver::{CallDriver, DriverConfig, Host, Output, Reply};
 use crate::engine::Engine;
 use crate::protocol::adapters::{Adapter, CallSetup, Format};
-use crate::protocol::{self, ClientMsg, Start};
-use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
+use crate::session::{CallInfo, Decision};
+use crate::timestamp::Timestamp;
 
 /// A problem in a recorded call, with its line number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,7 +21,8 @@ pub struct ReplayError {
     pub message: String,
 }
 
-/// One decision as `replay --json` prints it (SPEC §7).
+/// One decision as `replay --json` prints it (the fields of docs/store.md#exposures, with
+/// the call clock `t_ms` for `ts`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct DecisionLine<'a> {
     pub call_id: &'a str,
@@ -100,93 +102,25 @@ impl clap::ValueEnum for InputFormat {
     }
 }
 
-/// Drives one call's native messages through a [`Session`] exactly as the server does,
-/// with the clock taken from `t_ms` (a message without it keeps the previous clock: a
-/// recording has no receive times).
-pub struct Replayer<'e> {
-    engine: &'e Engine,
-    start: Option<Start>,
-    session: Option<Session>,
-    clock: u64,
-    ended: bool,
-    decisions: Vec<Decision>,
-    texts: Vec<Arc<str>>,
+/// The host of a recorded call: a recording has no wall-clock times, display ids or
+/// latencies, so they are fixed (replay prints none of them) and every call is admitted.
+#[derive(Debug, Default)]
+struct RecordingHost {
+    decisions: u64,
 }
 
-impl<'e> Replayer<'e> {
-    pub fn new(engine: &'e Engine) -> Self {
-        Replayer {
-            engine,
-            start: None,
-            session: None,
-            clock: 0,
-            ended: false,
-            decisions: Vec::new(),
-            texts: Vec::new(),
-        }
+impl Host for RecordingHost {
+    fn now(&mut self) -> Timestamp {
+        Timestamp::from_unix_ms(0)
     }
 
-    /// `end` was seen: later messages are not part of the call.
-    pub fn ended(&self) -> bool {
-        self.ended
+    fn display_id(&mut self, _now: Timestamp) -> String {
+        self.decisions += 1;
+        format!("replay-{}", self.decisions)
     }
 
-    /// Handles one message; the error is what the server would answer with.
-    pub fn message(&mut self, msg: ClientMsg) -> Result<(), String> {
-        if self.ended {
-            return Ok(());
-        }
-        match msg {
-            ClientMsg::Start(s) => {
-                if self.start.is_some() {
-                    return Err("a second `start` message".into());
-                }
-                let info = CallInfo {
-                    call_id: s.call_id.clone(),
-                    deal_id: s.deal_id.clone(),
-                    rep_id: s.rep_id.clone(),
-                    context: s.call_context(),
-                };
-                self.session = Some(Session::new(info, SessionLimits::default()));
-                self.start = Some(s);
-            }
-            ClientMsg::Transcript(t) => {
-                let (Some(s), Some(session)) = (&self.start, self.session.as_mut()) else {
-                    return Err("`transcript` before `start`".into());
-                };
-                self.clock = t.t_ms.unwrap_or(self.clock);
-                let u = Utterance {
-                    segment_id: t.segment_id.as_deref(),
-                    speaker: protocol::resolve_speaker(&s.speakers, &t),
-                    text: &t.text,
-                    is_final: t.is_final,
-                    t_ms: self.clock,
-                };
-                let before = self.decisions.len();
-                session.on_utterance(self.engine, &u, &mut self.decisions);
-                if self.decisions.len() > before {
-                    let text: Arc<str> = Arc::from(t.text.as_str());
-                    self.texts
-                        .extend(std::iter::repeat_n(text, self.decisions.len() - before));
-                }
-            }
-            ClientMsg::Feedback(_) => {}
-            ClientMsg::End(_) => self.ended = true,
-        }
-        Ok(())
-    }
-
-    /// The call's decisions; an error when the call never started.
-    pub fn finish(self, messages: usize) -> Result<Replayed, String> {
-        let Some(session) = self.session else {
-            return Err("no `start` message".into());
-        };
-        Ok(Replayed {
-            info: session.info().clone(),
-            decisions: self.decisions,
-            texts: self.texts,
-            messages,
-        })
+    fn engine_us(&mut self) -> u64 {
+        0
     }
 }
 
@@ -200,34 +134,56 @@ pub fn replay_native(engine: &Engine, text: &str) -> Result<Replayed, ReplayErro
 }
 
 /// Replays one call's JSON lines (one provider or native message per line) through
-/// `adapter`, as the server would receive them. Lines after an `end` are not read.
+/// `adapter` and the same [`CallDriver`] the server runs, as the server would receive
+/// them. The clock is the messages' `t_ms` (a message without it keeps the previous one:
+/// a recording has no receive times). The first line the server would answer with an
+/// error stops the replay; lines after an `end` are not read.
 pub fn replay_stream(
     engine: &Engine,
-    mut adapter: Adapter,
+    adapter: Adapter,
     text: &str,
 ) -> Result<Replayed, ReplayError> {
-    let mut replayer = Replayer::new(engine);
+    let mut driver = CallDriver::new(DriverConfig::default(), adapter);
+    let mut host = RecordingHost::default();
+    let mut out = Output::default();
+    let mut decisions = Vec::new();
+    let mut texts = Vec::new();
     let mut messages = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let err = |message: String| ReplayError {
-            line: i + 1,
-            message,
-        };
-        let out = adapter.decode(line).map_err(|e| err(e.message))?;
-        messages += 1;
-        for msg in out.messages {
-            replayer.message(msg).map_err(err)?;
+        out.clear();
+        driver.on_text(engine, line, None, &mut host, &mut out);
+        if let Some(Reply::Error { message, .. }) = out
+            .replies
+            .iter()
+            .find(|r| matches!(r, Reply::Error { .. }))
+        {
+            return Err(ReplayError {
+                line: i + 1,
+                message: message.clone(),
+            });
         }
-        if replayer.ended() {
+        messages += 1;
+        decisions.append(&mut out.decisions);
+        texts.append(&mut out.texts);
+        if driver.ended() {
             break;
         }
     }
-    replayer
-        .finish(messages)
-        .map_err(|message| ReplayError { line: 1, message })
+    let Some(session) = driver.session() else {
+        return Err(ReplayError {
+            line: 1,
+            message: "no `start` message".into(),
+        });
+    };
+    Ok(Replayed {
+        info: session.info().clone(),
+        decisions,
+        texts,
+        messages,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Card eligibility: the pure checks that decide whether a card's triggers and conditions
-//! hold on a message (SPEC §2). The display policy (cooldowns, budgets, gap) is applied
-//! afterwards by the session.
+//! hold on a message (docs/cards.md#matching-rules). The display policy (cooldowns,
+//! budgets, gap) is applied afterwards by the session.
 
 use std::collections::BTreeMap;
 

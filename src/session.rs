@@ -60,7 +60,7 @@ pub struct Utterance<'a> {
     pub t_ms: u64,
 }
 
-/// Why a decision was or was not shown (SPEC §5 `reason`).
+/// Why a decision was or was not shown (`reason` in docs/store.md#exposures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {

@@ -3,8 +3,9 @@
 //! against a known true effect.
 //!
 //! Every deal gets one to three calls spread over the last `days` days. Each call runs
-//! through the real [`Session`] with a prospect line that fires the experiment's card, so
-//! arms, exposures and suppressions are exactly what `serve` would log. Deals close 7 to 75
+//! through the same [`CallDriver`] as a live call, with a prospect line that fires the
+//! experiment's card, so arms, exposures and suppressions are exactly what `serve` would
+//! log. Deals close 7 to 75
 //! days after their first call (still open if that is after now); the baseline arm (the
 //! control, else the first variant) wins with `base_rate`, every other arm with
 //! `base_rate × (1 + lift)`: the true relative lift of the win rate is `lift`. Won amounts
@@ -13,12 +14,15 @@
 
 use time::{Duration, OffsetDateTime};
 
+use std::collections::BTreeMap;
+
+use crate::driver::{CallDriver, DriverConfig, Host, Output};
 use crate::engine::Engine;
 use crate::library::{Card, Experiment};
-use crate::outcomes::format_utc;
-use crate::rules::CallContext;
-use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
-use crate::store::{CallRow, ExposureRow, FinishedCall, OutcomeRow, Store, StoreError};
+use crate::protocol::adapters::{Adapter, CallSetup, Format};
+use crate::protocol::{ClientMsg, ContextValue, Start, Transcript};
+use crate::store::{ExposureRow, FinishedCall, OutcomeRow, Record, Store, StoreError};
+use crate::timestamp::Timestamp;
 
 /// Calls per write transaction.
 const BATCH: usize = 5_000;
@@ -132,14 +136,34 @@ fn trigger_line(card: &Card) -> String {
 }
 
 /// A call context that satisfies the card's `when`.
-fn context_for(card: &Card) -> CallContext {
-    CallContext(
-        card.when
-            .conditions
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), vec![v.first()?.clone()])))
-            .collect(),
-    )
+fn context_for(card: &Card) -> BTreeMap<String, ContextValue> {
+    card.when
+        .conditions
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), ContextValue::One(v.first()?.clone()))))
+        .collect()
+}
+
+/// The host of a simulated call: the clock is set by the simulation to where each message
+/// falls, and display ids and latencies are drawn from the seeded generator.
+struct SimHost {
+    rng: Rng,
+    now: Timestamp,
+}
+
+impl Host for SimHost {
+    fn now(&mut self) -> Timestamp {
+        self.now
+    }
+
+    fn display_id(&mut self, now: Timestamp) -> String {
+        let ms = u64::try_from(now.unix_ms()).unwrap_or(0);
+        ulid::Ulid::from_parts(ms, u128::from(self.rng.next_u64())).to_string()
+    }
+
+    fn engine_us(&mut self) -> u64 {
+        5 + self.rng.below(20)
+    }
 }
 
 /// Runs the simulation into `store`.
@@ -197,9 +221,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
     let speaker = card.triggers.speaker.example_speaker();
     // Inside the card's time range, if it has one.
     let t_ms = u64::from(card.triggers.from_seconds.unwrap_or(0)) * 1000;
-    let version = lib.version().to_string();
 
-    let mut rng = Rng(p.seed);
     let mut calls: Vec<FinishedCall> = Vec::with_capacity(BATCH);
     let mut exposures: Vec<ExposureRow> = Vec::with_capacity(BATCH);
     let mut outcomes: Vec<OutcomeRow> = Vec::new();
@@ -218,81 +240,71 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
             .collect(),
     };
     let span_ms = i64::from(p.days) * 86_400_000;
-    let mut decisions: Vec<Decision> = Vec::new();
+    let mut host = SimHost {
+        rng: Rng(p.seed),
+        now: Timestamp::from(p.now),
+    };
+    let now = Timestamp::from(p.now);
+    let mut out = Output::default();
     for d in 0..p.deals {
         let deal_id = format!("sim-d-{d:06}");
-        let rep_id = format!("sim-rep-{:02}", rng.below(25) + 1);
-        let first = p.now - Duration::milliseconds(rng.below(span_ms as u64) as i64 + 3_600_000);
-        let call_count = 1 + rng.below(3);
+        let rep_id = format!("sim-rep-{:02}", host.rng.below(25) + 1);
+        let first = now.add_ms(-(host.rng.below(span_ms as u64) as i64 + 3_600_000));
+        let call_count = 1 + host.rng.below(3);
         let mut arm = None;
         for c in 0..call_count {
-            let start = first + Duration::days(c as i64 * (1 + rng.below(10) as i64));
-            if start >= p.now {
+            let start = first.add(Duration::days(c as i64 * (1 + host.rng.below(10) as i64)));
+            if start >= now {
                 break;
             }
             let call_id = format!("sim-c-{d:06}-{c}");
-            let mut session = Session::new(
-                CallInfo {
-                    call_id: call_id.clone(),
-                    deal_id: Some(deal_id.clone()),
-                    rep_id: Some(rep_id.clone()),
-                    context: context.clone(),
-                },
-                SessionLimits::default(),
+            let mut start_msg = Start::new(&call_id);
+            start_msg.deal_id = Some(deal_id.clone());
+            start_msg.rep_id = Some(rep_id.clone());
+            start_msg.context = context.clone();
+            let said = Transcript::new(Some("s-1"), speaker, &line, true, Some(t_ms));
+            let mut driver = CallDriver::new(
+                DriverConfig::default(),
+                Adapter::new(Format::Native, CallSetup::default()),
             );
-            decisions.clear();
-            session.on_utterance(
+            out.clear();
+            host.now = start;
+            driver.on_message(
                 engine,
-                &Utterance {
-                    segment_id: Some("s-1"),
-                    speaker,
-                    text: &line,
-                    is_final: true,
-                    t_ms,
-                },
-                &mut decisions,
+                ClientMsg::Start(start_msg),
+                None,
+                &mut host,
+                &mut out,
             );
-            for dec in &decisions {
-                let at = start + Duration::milliseconds(dec.t_ms as i64);
-                if dec.card.id == card.id {
-                    arm = dec.arm.as_ref().map(|a| a.index);
-                }
-                let id = ulid::Ulid::from_parts(
-                    (at.unix_timestamp_nanos() / 1_000_000) as u64,
-                    u128::from(rng.next_u64()),
-                );
-                exposures.push(ExposureRow {
-                    display_id: id.to_string(),
-                    ts: format_utc(at),
-                    call_id: call_id.clone(),
-                    deal_id: Some(deal_id.clone()),
-                    rep_id: Some(rep_id.clone()),
-                    card_id: dec.card.id.clone(),
-                    experiment_key: dec.experiment_key().map(str::to_string),
-                    variant: dec.variant_id().map(str::to_string),
-                    shown: dec.shown(),
-                    reason: dec.reason.as_str().to_string(),
-                    phrase: dec.phrase.to_string(),
-                    speaker: dec.speaker.as_str().to_string(),
-                    segment_id: dec.segment_id.to_string(),
-                    engine_us: 5 + rng.below(20) as i64,
-                    library_version: version.clone(),
-                });
-                summary.exposures += 1;
+            // Decisions are stamped at their place on the call clock.
+            host.now = start.add_ms(t_ms as i64);
+            driver.on_message(
+                engine,
+                ClientMsg::Transcript(said),
+                None,
+                &mut host,
+                &mut out,
+            );
+            if let Some(dec) = out.decisions.iter().find(|dec| dec.card.id == card.id) {
+                arm = dec.arm.as_ref().map(|a| a.index);
             }
-            calls.push(FinishedCall {
-                call: CallRow {
-                    call_id,
-                    deal_id: Some(deal_id.clone()),
-                    rep_id: Some(rep_id.clone()),
-                    context: serde_json::to_string(&context.0).unwrap_or_else(|_| "{}".into()),
-                    started_at: format_utc(start),
-                },
-                ended_at: Some(format_utc(
-                    start + Duration::minutes(20 + rng.below(30) as i64),
-                )),
-            });
-            summary.calls += 1;
+            let mut call_row = None;
+            for record in out.records.drain(..) {
+                match record {
+                    Record::CallStarted(row) => call_row = Some(row),
+                    Record::Exposure(row) => {
+                        exposures.push(row);
+                        summary.exposures += 1;
+                    }
+                    Record::CallEnded { .. } | Record::Feedback(_) => {}
+                }
+            }
+            let ended = start.add(Duration::minutes(20 + host.rng.below(30) as i64));
+            if let Some(call) = call_row {
+                let ended_at = Some(ended);
+                calls.push(FinishedCall { call, ended_at });
+                summary.calls += 1;
+            }
             if calls.len() >= BATCH {
                 store.bulk_insert(&exposures, &calls, &[]).await?;
                 calls.clear();
@@ -308,21 +320,21 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
         summary.variants[arm].1 += 1;
 
         // The deal's outcome.
-        let closes = first + Duration::days(7 + rng.below(69) as i64);
-        let won = rng.unit() < rates[arm];
-        let amount = (12_000.0 * (0.6 * rng.normal()).exp() * 100.0).round() / 100.0;
-        if rng.below(10) == 0 {
+        let closes = first.add(Duration::days(7 + host.rng.below(69) as i64));
+        let won = host.rng.unit() < rates[arm];
+        let amount = (12_000.0 * (0.6 * host.rng.normal()).exp() * 100.0).round() / 100.0;
+        if host.rng.below(10) == 0 {
             outcomes.push(OutcomeRow {
                 deal_id: deal_id.clone(),
                 outcome: "open".into(),
                 amount: Some(amount),
                 currency: Some("USD".into()),
                 closed_at: None,
-                received_at: format_utc(first + Duration::days(1)),
+                received_at: first.add(Duration::days(1)).to_string(),
             });
         }
-        if closes < p.now {
-            let at = format_utc(closes);
+        if closes < now {
+            let at = closes.to_string();
             outcomes.push(OutcomeRow {
                 deal_id,
                 outcome: if won { "won" } else { "lost" }.into(),

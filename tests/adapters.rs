@@ -1,4 +1,4 @@
-//! STT provider input adapters (SPEC §3 "Provider formats").
+//! STT provider input adapters (docs/protocol.md#provider-formats).
 //!
 //! - Conformance per adapter: real or documented provider messages (golden inputs) → the
 //!   native segments they stand for (segment, speaker, text, final flag, `t_ms`), and the

@@ -156,7 +156,7 @@ async fn streamed_calls_and_posted_outcomes_are_reported_exactly(db: Option<Stri
         let mut body = json!({"deal_id": deal, "outcome": o, "currency": "USD"});
         if o == "won" {
             body["amount"] = json!(1000.0 + i as f64);
-            body["closed_at"] = json!(cuedeck::store::now_rfc3339());
+            body["closed_at"] = json!(cuedeck::timestamp::Timestamp::now().to_string());
         }
         last.push(body);
         expected_outcome.insert(deal, o);

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use cuedeck::config::Limits;
+use cuedeck::engine::Engine;
+use cuedeck::library::Library;
+use cuedeck::replay;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -131,6 +134,95 @@ async fn demo_call_cards_reach_ingest_and_subscriber_and_every_exposure_is_store
     assert_eq!(call_row.deal_id.as_deref(), Some("d-2004"));
     assert!(call_row.context.contains("evaluation"));
     assert!(ended.is_some(), "ended_at is set");
+}
+
+/// What a decision is, without when it was logged: (card, variant, shown, reason, phrase,
+/// speaker, segment).
+type DecisionKey = (String, Option<String>, bool, String, String, String, String);
+
+/// The demo call as call `again-1`, its conversation said twice (the second time in new
+/// segments, 30 s later): cooldowns, caps and the deck budget suppress cards.
+fn said_twice(call: &str) -> String {
+    let lines: Vec<serde_json::Value> = transcript_lines(call)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut start = lines[0].clone();
+    start["call_id"] = "again-1".into();
+    let said: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l["type"] == "transcript").collect();
+    let last_ms = said
+        .iter()
+        .filter_map(|l| l["t_ms"].as_u64())
+        .max()
+        .unwrap();
+    let mut out = vec![start.to_string()];
+    out.extend(said.iter().map(|l| l.to_string()));
+    for l in &said {
+        let mut again = (*l).clone();
+        again["segment_id"] = format!("{}-again", l["segment_id"].as_str().unwrap()).into();
+        again["t_ms"] = (l["t_ms"].as_u64().unwrap() + last_ms + 30_000).into();
+        out.push(again.to_string());
+    }
+    out.push(r#"{"type":"end"}"#.into());
+    out.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_server_and_replay_decide_identically_on_the_bundled_demo_calls() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let engine = Engine::new(Library::load_dir(&bundled_cards()).unwrap()).unwrap();
+    let mut replayed: Vec<(String, Vec<DecisionKey>)> = Vec::new();
+    let calls = [
+        demo_call("demo-new-deal.jsonl"),
+        demo_call("demo-renewal.jsonl"),
+        said_twice(&demo_call("demo-new-deal.jsonl")),
+    ];
+    for call in &calls {
+        stream_demo(&server, call).await;
+        let r = replay::replay_native(&engine, call).unwrap();
+        let keys = r
+            .decisions
+            .iter()
+            .map(|d| {
+                (
+                    d.card.id.clone(),
+                    d.variant_id().map(str::to_string),
+                    d.shown(),
+                    d.reason.as_str().to_string(),
+                    d.phrase.to_string(),
+                    d.speaker.as_str().to_string(),
+                    d.segment_id.to_string(),
+                )
+            })
+            .collect();
+        replayed.push((r.info.call_id.clone(), keys));
+    }
+    let stopped = server.shutdown().await;
+    for (call_id, expected) in replayed {
+        let rows = stopped.store.exposures(Some(&call_id)).await.unwrap();
+        let live: Vec<DecisionKey> = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.card_id,
+                    r.variant,
+                    r.shown,
+                    r.reason,
+                    r.phrase,
+                    r.speaker,
+                    r.segment_id,
+                )
+            })
+            .collect();
+        if call_id == "again-1" {
+            assert!(
+                expected.iter().any(|d| !d.2),
+                "suppressed decisions are compared too"
+            );
+        }
+        assert_eq!(live, expected, "{call_id}: every logged decision, in order");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

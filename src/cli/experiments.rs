@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 use super::{Failure, engine, load};
 use crate::outcomes;
 use crate::report::{self, ExperimentDef, ReportOptions, ReportParams, render};
-use crate::store::{Store, now_rfc3339};
+use crate::store::Store;
+use crate::timestamp::Timestamp;
 
 const DEFAULT_DB: &str = "sqlite://cuedeck.db";
 
@@ -189,7 +190,7 @@ pub(super) fn outcomes_cmd(cmd: &OutcomesCommand) -> Result<ExitCode, Failure> {
             ),
         });
     }
-    let received_at = now_rfc3339();
+    let received_at = Timestamp::now().to_string();
     let rows: Vec<_> = parsed
         .outcomes
         .into_iter()

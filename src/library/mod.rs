@@ -119,126 +119,14 @@ impl Library {
     pub fn from_sources(files: &[(&str, &str)], source: &str) -> Result<Library, LibraryError> {
         let mut files: Vec<(&str, &str)> = files.to_vec();
         files.sort();
+        let version = version_of(&files);
         let mut errors: Vec<LoadError> = Vec::new();
-        let mut hasher = Sha256::new();
-        for (name, text) in &files {
-            let base = base_name(name);
-            hasher.update((base.len() as u64).to_le_bytes());
-            hasher.update(base.as_bytes());
-            hasher.update((text.len() as u64).to_le_bytes());
-            hasher.update(text.as_bytes());
-        }
-        let version = format!("sha256:{:x}", hasher.finalize());
-
-        // Files are independent until the duplicate-id check: parse and check them on
-        // every core (a large library's reload is dominated by YAML parsing).
-        let mut parsed = Vec::new();
-        let results = parallel::map(
-            &files,
-            |(_, text)| text.len(),
-            PARALLEL_MIN_BYTES,
-            |(_, text)| yaml::parse(text),
-        );
-        for ((name, text), result) in files.iter().zip(results) {
-            match result {
-                Ok(node) => parsed.push((*name, text.len(), node)),
-                Err(e) => errors.push(LoadError {
-                    file: name.to_string(),
-                    line: e.pos.line,
-                    column: e.pos.column,
-                    message: format!("invalid YAML: {}", e.message),
-                }),
-            }
-        }
-
+        let parsed = parse_files(&files, &mut errors);
         // Settings first: cards refer to vocabulary lists.
-        let mut vocab = Vocab::new();
-        let mut deck = Deck::default();
-        for (name, _, node) in &parsed {
-            let mut c = schema::Checker::new(name);
-            match base_name(name) {
-                "_vocab.yaml" | "_vocab.yml" => vocab = schema::vocab(&mut c, node),
-                "_deck.yaml" | "_deck.yml" => {
-                    if let Some(d) = schema::deck(&mut c, node) {
-                        deck = d;
-                    }
-                }
-                other if other.starts_with('_') => c.err(
-                    yaml::Pos { line: 1, column: 1 },
-                    "unknown settings file: names starting with `_` are reserved for _deck.yaml and _vocab.yaml",
-                ),
-                _ => {}
-            }
-            errors.append(&mut c.errors);
-        }
-
-        // One work item per card, not per file, so that one large file holding a list of
-        // cards is checked on every core too. Item order is file order, then list order.
-        let mut items: Vec<(&str, usize, &yaml::Node)> = Vec::new();
-        for (name, len, node) in &parsed {
-            if base_name(name).starts_with('_') {
-                continue;
-            }
-            match &node.value {
-                yaml::Value::Seq(list) => {
-                    let each = len / list.len().max(1);
-                    items.extend(list.iter().map(|item| (*name, each, item)));
-                }
-                yaml::Value::Null => {
-                    let mut c = schema::Checker::new(name);
-                    c.err(node.pos, "empty file: expected a card or a list of cards");
-                    errors.append(&mut c.errors);
-                }
-                _ => items.push((*name, *len, node)),
-            }
-        }
-        let checked = parallel::map(
-            &items,
-            |(_, len, _)| *len,
-            PARALLEL_MIN_BYTES,
-            |(name, _, node)| {
-                let mut c = schema::Checker::new(name);
-                let card = schema::card(&mut c, node, &vocab);
-                (card, c.errors)
-            },
-        );
-
-        let mut cards: Vec<Card> = Vec::new();
-        let mut first_seen: HashMap<String, Origin> = HashMap::new();
-        for (card, mut card_errors) in checked {
-            errors.append(&mut card_errors);
-            let Some(card) = card else { continue };
-            if let Some(first) = first_seen.get(&card.id) {
-                errors.push(LoadError {
-                    file: card.origin.file.clone(),
-                    line: card.origin.line,
-                    column: card.origin.column,
-                    message: format!("duplicate card id `{}` (also defined at {first})", card.id),
-                });
-                continue;
-            }
-            first_seen.insert(card.id.clone(), card.origin.clone());
-            cards.push(card);
-        }
-
-        let mut seen_keys: HashMap<&str, &Card> = HashMap::new();
-        for card in &cards {
-            if let Some(exp) = &card.experiment {
-                if let Some(other) = seen_keys.get(exp.key.as_str()) {
-                    errors.push(LoadError {
-                        file: card.origin.file.clone(),
-                        line: card.origin.line,
-                        column: card.origin.column,
-                        message: format!(
-                            "experiment key `{}` is also used by card `{}` ({})",
-                            exp.key, other.id, other.origin
-                        ),
-                    });
-                } else {
-                    seen_keys.insert(&exp.key, card);
-                }
-            }
-        }
+        let (vocab, deck) = read_settings(&parsed, &mut errors);
+        let items = card_items(&parsed, &mut errors);
+        let mut cards = check_cards(&items, &vocab, &mut errors);
+        check_experiment_keys(&cards, &mut errors);
 
         if !errors.is_empty() {
             errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -306,6 +194,164 @@ impl Library {
 
 /// Below this many bytes of YAML a library is checked on one thread (spawning costs more).
 const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+
+/// `sha256:<hex>` over the files' base names and contents, each length-prefixed (`files`
+/// sorted by name, so the order they were given in does not matter).
+fn version_of(files: &[(&str, &str)]) -> String {
+    let mut hasher = Sha256::new();
+    for (name, text) in files {
+        let base = base_name(name);
+        hasher.update((base.len() as u64).to_le_bytes());
+        hasher.update(base.as_bytes());
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    format!("sha256:{:x}", hasher.finalize())
+}
+
+/// Each file's YAML tree with its name and size, in file order; a file that is not valid
+/// YAML adds an error instead.
+fn parse_files<'f>(
+    files: &[(&'f str, &'f str)],
+    errors: &mut Vec<LoadError>,
+) -> Vec<(&'f str, usize, yaml::Node<'f>)> {
+    // Files are independent until the duplicate-id check: parse them on every core (a
+    // large library's reload is dominated by YAML parsing).
+    let results = parallel::map(
+        files,
+        |(_, text)| text.len(),
+        PARALLEL_MIN_BYTES,
+        |(_, text)| yaml::parse(text),
+    );
+    let mut parsed = Vec::new();
+    for ((name, text), result) in files.iter().zip(results) {
+        match result {
+            Ok(node) => parsed.push((*name, text.len(), node)),
+            Err(e) => errors.push(LoadError {
+                file: name.to_string(),
+                line: e.pos.line,
+                column: e.pos.column,
+                message: format!("invalid YAML: {}", e.message),
+            }),
+        }
+    }
+    parsed
+}
+
+/// The settings files: the vocabulary (`_vocab.yaml`) and the deck policy (`_deck.yaml`),
+/// defaults for those missing. Any other name starting with `_` is an error.
+fn read_settings(
+    parsed: &[(&str, usize, yaml::Node<'_>)],
+    errors: &mut Vec<LoadError>,
+) -> (Vocab, Deck) {
+    let mut vocab = Vocab::new();
+    let mut deck = Deck::default();
+    for (name, _, node) in parsed {
+        let mut c = schema::Checker::new(name);
+        match base_name(name) {
+            "_vocab.yaml" | "_vocab.yml" => vocab = schema::vocab(&mut c, node),
+            "_deck.yaml" | "_deck.yml" => {
+                if let Some(d) = schema::deck(&mut c, node) {
+                    deck = d;
+                }
+            }
+            other if other.starts_with('_') => c.err(
+                yaml::Pos { line: 1, column: 1 },
+                "unknown settings file: names starting with `_` are reserved for _deck.yaml and _vocab.yaml",
+            ),
+            _ => {}
+        }
+        errors.append(&mut c.errors);
+    }
+    (vocab, deck)
+}
+
+/// The card files' cards as `(file, approximate bytes, node)` work items: one per card,
+/// not per file, so that one large file holding a list of cards is checked on every core
+/// too. Item order is file order, then list order. An empty card file is an error.
+fn card_items<'p>(
+    parsed: &'p [(&'p str, usize, yaml::Node<'p>)],
+    errors: &mut Vec<LoadError>,
+) -> Vec<(&'p str, usize, &'p yaml::Node<'p>)> {
+    let mut items = Vec::new();
+    for (name, len, node) in parsed {
+        if base_name(name).starts_with('_') {
+            continue;
+        }
+        match &node.value {
+            yaml::Value::Seq(list) => {
+                let each = len / list.len().max(1);
+                items.extend(list.iter().map(|item| (*name, each, item)));
+            }
+            yaml::Value::Null => {
+                let mut c = schema::Checker::new(name);
+                c.err(node.pos, "empty file: expected a card or a list of cards");
+                errors.append(&mut c.errors);
+            }
+            _ => items.push((*name, *len, node)),
+        }
+    }
+    items
+}
+
+/// Every valid card, checked on every core, in item order; a card whose id an earlier
+/// card has is an error (naming both places) and left out.
+fn check_cards(
+    items: &[(&str, usize, &yaml::Node<'_>)],
+    vocab: &Vocab,
+    errors: &mut Vec<LoadError>,
+) -> Vec<Card> {
+    let checked = parallel::map(
+        items,
+        |(_, len, _)| *len,
+        PARALLEL_MIN_BYTES,
+        |(name, _, node)| {
+            let mut c = schema::Checker::new(name);
+            let card = schema::card(&mut c, node, vocab);
+            (card, c.errors)
+        },
+    );
+    let mut cards: Vec<Card> = Vec::new();
+    let mut first_seen: HashMap<String, Origin> = HashMap::new();
+    for (card, mut card_errors) in checked {
+        errors.append(&mut card_errors);
+        let Some(card) = card else { continue };
+        if let Some(first) = first_seen.get(&card.id) {
+            errors.push(LoadError {
+                file: card.origin.file.clone(),
+                line: card.origin.line,
+                column: card.origin.column,
+                message: format!("duplicate card id `{}` (also defined at {first})", card.id),
+            });
+            continue;
+        }
+        first_seen.insert(card.id.clone(), card.origin.clone());
+        cards.push(card);
+    }
+    cards
+}
+
+/// An experiment key used by two cards is an error (at the second, naming the first).
+fn check_experiment_keys(cards: &[Card], errors: &mut Vec<LoadError>) {
+    let mut seen_keys: HashMap<&str, &Card> = HashMap::new();
+    for card in cards {
+        if let Some(exp) = &card.experiment {
+            if let Some(other) = seen_keys.get(exp.key.as_str()) {
+                errors.push(LoadError {
+                    file: card.origin.file.clone(),
+                    line: card.origin.line,
+                    column: card.origin.column,
+                    message: format!(
+                        "experiment key `{}` is also used by card `{}` ({})",
+                        exp.key, other.id, other.origin
+                    ),
+                });
+            } else {
+                seen_keys.insert(&exp.key, card);
+            }
+        }
+    }
+}
 
 fn base_name(path: &str) -> &str {
     Path::new(path)

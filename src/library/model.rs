@@ -17,7 +17,7 @@ impl fmt::Display for Origin {
     }
 }
 
-/// A card's category (SPEC §1).
+/// A card's category (docs/cards.md#card-keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {

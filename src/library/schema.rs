@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::LoadError;
 use super::model::*;
 use super::yaml::{Node, Pos, Value};
-use crate::matcher::normalize;
+use crate::normalize::normalize;
 
 const CARD_FIELDS: &[&str] = &[
     "id",
@@ -467,55 +467,79 @@ fn triggers(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Option<Trigg
     let any = c
         .required(&f, "any", "triggers")
         .and_then(|n| c.phrases(n, "triggers.any", vocab));
-    let all = match f.get("all") {
-        None => Some(Vec::new()),
-        Some(n) => match &n.value {
-            Value::Seq(groups) if groups.is_empty() => {
-                c.err(n.pos, "`triggers.all`: empty list of groups");
-                None
-            }
-            Value::Seq(groups) if groups.len() > MAX_ALL_GROUPS => {
-                c.err(
-                    n.pos,
-                    format!(
-                        "`triggers.all`: {} groups, at most {MAX_ALL_GROUPS} allowed",
-                        groups.len()
-                    ),
-                );
-                None
-            }
-            // Each group is a phrase list; a bare string is a group of one.
-            Value::Seq(groups) => groups
-                .iter()
-                .map(|g| c.phrases(g, "triggers.all", vocab))
-                .collect::<Vec<_>>()
-                .into_iter()
-                .collect::<Option<Vec<_>>>(),
-            other => {
-                c.err(
-                    n.pos,
-                    format!(
-                        "`triggers.all`: expected a list of phrase lists, found {}",
-                        other.kind()
-                    ),
-                );
-                None
-            }
-        },
-    };
+    let all = f
+        .get("all")
+        .map_or(Some(Vec::new()), |n| all_groups(c, n, vocab));
     let unless = f
         .get("unless")
         .map_or(Some(Vec::new()), |n| c.phrases(n, "triggers.unless", vocab));
     let speaker = f.get("speaker").map_or(Some(SpeakerFilter::Prospect), |n| {
         c.one_of(n, "triggers.speaker")
     });
+    let scope = scope(c, &f);
+    let (from, to) = time_range(c, &f);
+    if c.errors.len() > before {
+        return None;
+    }
+    Some(Triggers {
+        any: any?,
+        all: all?,
+        unless: unless?,
+        speaker: speaker?,
+        scope: scope?,
+        from_seconds: from,
+        to_seconds: to,
+    })
+}
+
+/// `triggers.all`: a non-empty list of at most `MAX_ALL_GROUPS` groups, each a phrase list
+/// (a bare string is a group of one).
+fn all_groups(c: &mut Checker<'_>, n: &Node<'_>, vocab: &Vocab) -> Option<Vec<Vec<Phrase>>> {
+    match &n.value {
+        Value::Seq(groups) if groups.is_empty() => {
+            c.err(n.pos, "`triggers.all`: empty list of groups");
+            None
+        }
+        Value::Seq(groups) if groups.len() > MAX_ALL_GROUPS => {
+            c.err(
+                n.pos,
+                format!(
+                    "`triggers.all`: {} groups, at most {MAX_ALL_GROUPS} allowed",
+                    groups.len()
+                ),
+            );
+            None
+        }
+        // Every group is checked (and reports its errors) before the first failure counts.
+        Value::Seq(groups) => groups
+            .iter()
+            .map(|g| c.phrases(g, "triggers.all", vocab))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<_>>>(),
+        other => {
+            c.err(
+                n.pos,
+                format!(
+                    "`triggers.all`: expected a list of phrase lists, found {}",
+                    other.kind()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `triggers.scope` (default `segment`) with `triggers.window_seconds`, which a window
+/// needs and a segment must not have.
+fn scope(c: &mut Checker<'_>, f: &Fields<'_>) -> Option<Scope> {
     let scope_name = f
         .get("scope")
         .map_or(Some(ScopeName::Segment), |n| c.one_of(n, "triggers.scope"));
     let window = f
         .get("window_seconds")
         .map(|n| (n.pos, c.int_in(n, "triggers.window_seconds", 1, 3600)));
-    let scope = match (scope_name, window) {
+    match (scope_name, window) {
         (Some(ScopeName::Window), Some((_, Some(seconds)))) => Some(Scope::Window { seconds }),
         (Some(ScopeName::Window), None) => {
             c.err(
@@ -533,14 +557,20 @@ fn triggers(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Option<Trigg
         }
         (Some(ScopeName::Segment), None) => Some(Scope::Segment),
         _ => None,
-    };
+    }
+}
+
+/// `triggers.from_seconds` and `triggers.to_seconds`, each optional; with both, `to` must
+/// be greater. An invalid value is reported and read as absent (the caller rejects the
+/// triggers on any error).
+fn time_range(c: &mut Checker<'_>, f: &Fields<'_>) -> (Option<u32>, Option<u32>) {
     let from = f
         .get("from_seconds")
-        .map(|n| c.int_in(n, "triggers.from_seconds", 0, 86_400));
+        .and_then(|n| c.int_in(n, "triggers.from_seconds", 0, 86_400));
     let to = f
         .get("to_seconds")
         .map(|n| (n.pos, c.int_in(n, "triggers.to_seconds", 1, 86_400)));
-    if let (Some(Some(from)), Some((pos, Some(to)))) = (from, to) {
+    if let (Some(from), Some((pos, Some(to)))) = (from, to) {
         if from >= to {
             c.err(
                 pos,
@@ -548,18 +578,7 @@ fn triggers(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Option<Trigg
             );
         }
     }
-    if c.errors.len() > before {
-        return None;
-    }
-    Some(Triggers {
-        any: any?,
-        all: all?,
-        unless: unless?,
-        speaker: speaker?,
-        scope: scope?,
-        from_seconds: from.flatten(),
-        to_seconds: to.and_then(|(_, t)| t),
-    })
+    (from, to.and_then(|(_, t)| t))
 }
 
 fn when(c: &mut Checker<'_>, node: &Node<'_>) -> Option<When> {
@@ -661,51 +680,10 @@ fn variants(c: &mut Checker<'_>, node: &Node<'_>) -> Option<Vec<Variant>> {
         let Some(f) = c.fields(item, "variant", VARIANT_FIELDS) else {
             continue;
         };
-        let id = c.required(&f, "id", "variant").and_then(|n| {
-            let id = c.string(n, "variants.id")?;
-            if !valid_id(&id.replace('_', "-")) {
-                c.err(
-                    n.pos,
-                    format!(
-                        "`variants.id`: {id:?} must be 1 to 64 characters of a-z, 0-9, - and _"
-                    ),
-                );
-                return None;
-            }
-            if let Some(first) = ids.get(&id) {
-                c.err(
-                    n.pos,
-                    format!(
-                        "`variants.id`: duplicate variant id `{id}` (first at line {}, column {})",
-                        first.line, first.column
-                    ),
-                );
-                return None;
-            }
-            ids.insert(id.clone(), n.pos);
-            Some(id)
-        });
-        let weight = match f.get("weight") {
-            None => Some(1.0),
-            Some(n) => match n.value {
-                Value::Int(w) if w > 0 => Some(w as f64),
-                Value::Float(w) if w > 0.0 && w.is_finite() => Some(w),
-                Value::Int(_) | Value::Float(_) => {
-                    c.err(n.pos, "`variants.weight`: must be greater than 0");
-                    None
-                }
-                ref other => {
-                    c.err(
-                        n.pos,
-                        format!(
-                            "`variants.weight`: expected a number, found {}",
-                            other.kind()
-                        ),
-                    );
-                    None
-                }
-            },
-        };
+        let id = c
+            .required(&f, "id", "variant")
+            .and_then(|n| variant_id(c, n, &mut ids));
+        let weight = f.get("weight").map_or(Some(1.0), |n| variant_weight(c, n));
         let show = f
             .get("show")
             .map_or(Some(true), |n| c.boolean(n, "variants.show"));
@@ -737,6 +715,53 @@ fn variants(c: &mut Checker<'_>, node: &Node<'_>) -> Option<Vec<Variant>> {
         }
     }
     (c.errors.len() == before).then_some(out)
+}
+
+/// `variants.id`: an id of a-z, 0-9, - and _ that no earlier variant of the experiment
+/// has (`ids` holds those, with where they are).
+fn variant_id(c: &mut Checker<'_>, n: &Node<'_>, ids: &mut HashMap<String, Pos>) -> Option<String> {
+    let id = c.string(n, "variants.id")?;
+    if !valid_id(&id.replace('_', "-")) {
+        c.err(
+            n.pos,
+            format!("`variants.id`: {id:?} must be 1 to 64 characters of a-z, 0-9, - and _"),
+        );
+        return None;
+    }
+    if let Some(first) = ids.get(&id) {
+        c.err(
+            n.pos,
+            format!(
+                "`variants.id`: duplicate variant id `{id}` (first at line {}, column {})",
+                first.line, first.column
+            ),
+        );
+        return None;
+    }
+    ids.insert(id.clone(), n.pos);
+    Some(id)
+}
+
+/// `variants.weight`: a number greater than 0.
+fn variant_weight(c: &mut Checker<'_>, n: &Node<'_>) -> Option<f64> {
+    match n.value {
+        Value::Int(w) if w > 0 => Some(w as f64),
+        Value::Float(w) if w > 0.0 && w.is_finite() => Some(w),
+        Value::Int(_) | Value::Float(_) => {
+            c.err(n.pos, "`variants.weight`: must be greater than 0");
+            None
+        }
+        ref other => {
+            c.err(
+                n.pos,
+                format!(
+                    "`variants.weight`: expected a number, found {}",
+                    other.kind()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// Checks `_deck.yaml`.

@@ -1,5 +1,5 @@
-//! The wire protocol: native client messages (SPEC §3), their decoding with precise error
-//! messages, and the server messages. Pure: no IO.
+//! The wire protocol: native client messages (docs/protocol.md#client-messages), their
+//! decoding with precise error messages, and the server messages. Pure: no IO.
 //!
 //! Decoding reads the `type` tag first, then decodes the message as its own struct with
 //! unknown fields rejected, so an error names the field and its line and column

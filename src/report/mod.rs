@@ -1,4 +1,4 @@
-//! Experiment reports (SPEC §6, STATS.md): which card variant wins more deals.
+//! Experiment reports (docs/statistics.md): which card variant wins more deals.
 //!
 //! - [`stats`] — pure statistics (Wilson, Welch on absolute and relative effects, Holm,
 //!   the flat-prior Gaussian Bayesian view, probability to be best, the asymptotic
@@ -7,9 +7,10 @@
 //!   the store's read API: units, outcome windows, maturity, revenue capping, the
 //!   not-enough-data gate. The core ([`assemble::assemble`]) is pure; [`build`] reads the
 //!   store and calls it.
-//! - [`render`] — the aligned table, JSON (the SPEC §6 field names) and CSV.
+//! - [`render`] — the aligned table, JSON (the field names of docs/statistics.md#json-fields)
+//!   and CSV.
 //!
-//! Definitions (documented for users in the README):
+//! Definitions (documented for users in docs/statistics.md#who-counts):
 //! - A unit (deal, or rep for `unit: rep`) belongs to the arm of its exposures; a unit
 //!   exposed to more than one variant is counted in `multiple_exposure_units` and left out.
 //!   Its first exposure starts its outcome window.
@@ -37,7 +38,7 @@ use crate::store::{Store, StoreError};
 pub use assemble::assemble;
 pub use params::{ParamError, ReportParams};
 
-/// The win definition (SPEC §6).
+/// The win definition (docs/statistics.md#per-arm-figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -171,7 +172,8 @@ impl ExperimentDef {
     }
 }
 
-/// One experiment's report (SPEC §6 JSON; the fixed names first, extras after).
+/// One experiment's report (docs/statistics.md#json-fields; the fixed names first, extras
+/// after).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub experiment_key: String,
@@ -256,15 +258,42 @@ pub struct VsControl {
     /// Bayesian credible interval of the relative lift.
     pub credible_ci: Option<[f64; 2]>,
     pub seq_p_value: Option<f64>,
-    /// `not_enough_data`, `srm_warning`, `no_clear_difference` (Holm-adjusted p not below
-    /// alpha), `leaning_better` / `leaning_worse` (significant at a fixed horizon only:
-    /// valid if this is the planned readout), `better` / `worse` (the always-valid interval
-    /// excludes 0 as well: valid however often the report is read).
-    pub verdict: &'static str,
+    pub verdict: Verdict,
     pub revenue_abs_diff: Option<f64>,
     pub revenue_rel_lift: Option<f64>,
     pub revenue_rel_ci: Option<[f64; 2]>,
     pub revenue_p_value: Option<f64>,
+}
+
+/// What a treatment arm's comparison with the baseline supports (`verdict` in JSON and CSV,
+/// snake_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Fewer closed units than the gate asks for in one of the two arms.
+    NotEnoughData,
+    /// The arms' units do not match the weights: no figure can be trusted.
+    SrmWarning,
+    /// The Holm-adjusted p-value is not below alpha.
+    NoClearDifference,
+    /// Significant at a fixed horizon only: valid if this is the planned readout.
+    LeaningBetter,
+    /// Significant at a fixed horizon only: valid if this is the planned readout.
+    LeaningWorse,
+    /// The always-valid interval excludes 0 as well: valid however often the report is read.
+    Better,
+    /// The always-valid interval excludes 0 as well: valid however often the report is read.
+    Worse,
+}
+
+impl std::fmt::Display for Verdict {
+    /// The serialized name, so that CSV and JSON spell it alike.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => Err(std::fmt::Error),
+        }
+    }
 }
 
 /// Reads the experiment's exposures and outcomes from the store and assembles its report.
@@ -276,4 +305,58 @@ pub async fn build(
     let groups = store.exposure_groups(&def.key, &opts.cutoff()).await?;
     let outcomes = store.latest_outcomes(&def.key).await?;
     Ok(assemble(def, &groups, &outcomes, opts))
+}
+
+/// Rows for tests of what reads a report.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{VariantReport, Verdict, VsControl};
+
+    /// A variant with no data; the control when it has no comparison.
+    pub(crate) fn variant(id: &str, vs: Option<VsControl>) -> VariantReport {
+        VariantReport {
+            id: id.into(),
+            weight: 1.0,
+            control: vs.is_none(),
+            units: 0,
+            closed: 0,
+            won: 0,
+            win_rate: None,
+            win_rate_ci: None,
+            revenue_per_unit: None,
+            vs_control: vs,
+            matured: 0,
+            n: 0,
+            exposures: 0,
+            deals: 0,
+            revenue_sd: None,
+            prob_best: None,
+        }
+    }
+
+    /// A comparison past the gate with no figures yet.
+    pub(crate) fn comparison() -> VsControl {
+        VsControl {
+            abs_diff: None,
+            abs_ci: None,
+            rel_lift: None,
+            rel_ci: None,
+            p_value: None,
+            p_adjusted: None,
+            chance_to_win: None,
+            risk: None,
+            seq_ci: None,
+            enough_data: true,
+            needed_units_per_arm: None,
+            abs_p_value: None,
+            rel_ci_adjusted: None,
+            credible_ci: None,
+            seq_p_value: None,
+            verdict: Verdict::NoClearDifference,
+            revenue_abs_diff: None,
+            revenue_rel_lift: None,
+            revenue_rel_ci: None,
+            revenue_p_value: None,
+        }
+    }
 }

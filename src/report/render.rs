@@ -1,9 +1,10 @@
-//! Report output: an aligned plain-text table for people, JSON (SPEC §6 names) and CSV
-//! (one row per variant, every experiment in one file) for tools.
+//! Report output: an aligned plain-text table for people, JSON (the names of
+//! docs/statistics.md#json-fields) and CSV (one row per variant, every experiment in one
+//! file) for tools.
 
 use std::fmt::Write as _;
 
-use super::{Report, VariantReport, VsControl};
+use super::{Report, VariantReport, Verdict, VsControl};
 
 /// The report as one line of JSON. Uncomputable figures are `null` (serde never writes
 /// NaN: the report holds none).
@@ -54,18 +55,19 @@ fn money(x: f64) -> String {
     format!("{sign}{}.{:02}", thousands(cents / 100), cents % 100)
 }
 
+/// The table's words for a verdict.
 fn verdict_text(vs: &VsControl) -> String {
     match vs.verdict {
-        "not_enough_data" => match vs.needed_units_per_arm {
+        Verdict::NotEnoughData => match vs.needed_units_per_arm {
             Some(n) => format!("not enough data (~{} more per arm)", thousands(n)),
             None => "not enough data".into(),
         },
-        "srm_warning" => "check SRM first".into(),
-        "better" => "better".into(),
-        "worse" => "worse".into(),
-        "leaning_better" => "better at a planned readout only".into(),
-        "leaning_worse" => "worse at a planned readout only".into(),
-        _ => "no clear difference".into(),
+        Verdict::SrmWarning => "check SRM first".into(),
+        Verdict::Better => "better".into(),
+        Verdict::Worse => "worse".into(),
+        Verdict::LeaningBetter => "better at a planned readout only".into(),
+        Verdict::LeaningWorse => "worse at a planned readout only".into(),
+        Verdict::NoClearDifference => "no clear difference".into(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The statistics of the experiment report: pure functions over per-arm sufficient
-//! statistics, following GrowthBook's `gbstats` conventions (STATS.md) so results can be
-//! checked against it.
+//! statistics, following GrowthBook's `gbstats` conventions (docs/statistics.md has the
+//! formulas and the correspondence) so results can be checked against it.
 //!
 //! Every function returns `None` (never NaN) when its figure cannot be computed: an empty
 //! arm, a zero variance, a zero baseline, too few units for a degree of freedom.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::Report;
+use super::{Report, VariantReport, VsControl};
 
 const WIDTH: f64 = 640.0;
 const LEFT: f64 = 150.0;
@@ -26,27 +26,7 @@ pub fn forest(report: &Report) -> String {
         .iter()
         .filter_map(|v| v.vs_control.as_ref().map(|vs| (v, vs)))
         .collect();
-    // The axis covers every finite bound, and zero.
-    let mut lo: f64 = 0.0;
-    let mut hi: f64 = 0.0;
-    for (_, vs) in &arms {
-        for x in [vs.rel_ci, vs.seq_ci].into_iter().flatten().flatten() {
-            if x.is_finite() {
-                lo = lo.min(x);
-                hi = hi.max(x);
-            }
-        }
-        if let Some(x) = vs.rel_lift.filter(|x| x.is_finite()) {
-            lo = lo.min(x);
-            hi = hi.max(x);
-        }
-    }
-    if hi - lo < 0.02 {
-        lo -= 0.1;
-        hi += 0.1;
-    }
-    let pad = (hi - lo) * 0.05;
-    let (lo, hi) = (lo - pad, hi + pad);
+    let (lo, hi, pad) = axis(&arms);
     let plot = WIDTH - LEFT - RIGHT;
     let x = |v: f64| LEFT + (v.clamp(lo, hi) - lo) / (hi - lo) * plot;
     let height = TOP + ROW * arms.len().max(1) as f64 + 30.0;
@@ -70,50 +50,7 @@ pub fn forest(report: &Report) -> String {
     );
     for (i, (v, vs)) in arms.iter().enumerate() {
         let y = TOP + ROW * i as f64 + ROW / 2.0;
-        let _ = write!(
-            s,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#1c2330">{}</text>"##,
-            LEFT - 10.0,
-            y + 4.0,
-            escape(&v.id)
-        );
-        if let Some([a, b]) = vs.seq_ci {
-            let (a, b) = (x(a), x(b));
-            let _ = write!(
-                s,
-                r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="10" fill="#0b57d0" fill-opacity="0.15"/>"##,
-                y - 5.0,
-                (b - a).max(0.5)
-            );
-        }
-        if let Some([a, b]) = vs.rel_ci {
-            let _ = write!(
-                s,
-                r##"<line class="ci" x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#0b57d0" stroke-width="2"/>"##,
-                x(a),
-                x(b)
-            );
-        }
-        match vs.rel_lift {
-            Some(l) => {
-                let color = if l >= 0.0 { "#1b6e2e" } else { "#b3261e" };
-                let _ = write!(
-                    s,
-                    r##"<circle class="lift" cx="{:.1}" cy="{y:.1}" r="5" fill="{color}"><title>{}: {:+.1}%</title></circle>"##,
-                    x(l),
-                    escape(&v.id),
-                    l * 100.0
-                );
-            }
-            None => {
-                let _ = write!(
-                    s,
-                    r##"<text x="{:.1}" y="{:.1}" fill="#5b6576">no data yet</text>"##,
-                    zero + 6.0,
-                    y + 4.0
-                );
-            }
-        }
+        arm_row(&mut s, &v.id, vs, y, &x, zero);
     }
     for tick in [lo + pad, 0.0, hi - pad] {
         let _ = write!(
@@ -128,55 +65,93 @@ pub fn forest(report: &Report) -> String {
     s
 }
 
+/// The axis range `(lo, hi, pad)`: every finite bound and lift, and zero, widened to
+/// ±0.1 when they all lie within 0.02, with `pad` (5 %) added on each side.
+fn axis(arms: &[(&VariantReport, &VsControl)]) -> (f64, f64, f64) {
+    let mut lo: f64 = 0.0;
+    let mut hi: f64 = 0.0;
+    for (_, vs) in arms {
+        for x in [vs.rel_ci, vs.seq_ci].into_iter().flatten().flatten() {
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
+        }
+        if let Some(x) = vs.rel_lift.filter(|x| x.is_finite()) {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+    }
+    if hi - lo < 0.02 {
+        lo -= 0.1;
+        hi += 0.1;
+    }
+    let pad = (hi - lo) * 0.05;
+    (lo - pad, hi + pad, pad)
+}
+
+/// One arm's row at height `y`: its name, the always-valid band, the 95 % line and the
+/// lift dot (or "no data yet" beside zero). `x` maps a lift to its x coordinate.
+fn arm_row(s: &mut String, id: &str, vs: &VsControl, y: f64, x: &impl Fn(f64) -> f64, zero: f64) {
+    let _ = write!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" fill="#1c2330">{}</text>"##,
+        LEFT - 10.0,
+        y + 4.0,
+        escape(id)
+    );
+    if let Some([a, b]) = vs.seq_ci {
+        let (a, b) = (x(a), x(b));
+        let _ = write!(
+            s,
+            r##"<rect x="{a:.1}" y="{:.1}" width="{:.1}" height="10" fill="#0b57d0" fill-opacity="0.15"/>"##,
+            y - 5.0,
+            (b - a).max(0.5)
+        );
+    }
+    if let Some([a, b]) = vs.rel_ci {
+        let _ = write!(
+            s,
+            r##"<line class="ci" x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#0b57d0" stroke-width="2"/>"##,
+            x(a),
+            x(b)
+        );
+    }
+    match vs.rel_lift {
+        Some(l) => {
+            let color = if l >= 0.0 { "#1b6e2e" } else { "#b3261e" };
+            let _ = write!(
+                s,
+                r##"<circle class="lift" cx="{:.1}" cy="{y:.1}" r="5" fill="{color}"><title>{}: {:+.1}%</title></circle>"##,
+                x(l),
+                escape(id),
+                l * 100.0
+            );
+        }
+        None => {
+            let _ = write!(
+                s,
+                r##"<text x="{:.1}" y="{:.1}" fill="#5b6576">no data yet</text>"##,
+                zero + 6.0,
+                y + 4.0
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::library::Unit;
+    use crate::report::fixtures::{comparison, variant};
     use crate::report::{Metric, VariantReport, VsControl};
-
-    fn variant(id: &str, vs: Option<VsControl>) -> VariantReport {
-        VariantReport {
-            id: id.into(),
-            weight: 1.0,
-            control: vs.is_none(),
-            units: 0,
-            closed: 0,
-            won: 0,
-            win_rate: None,
-            win_rate_ci: None,
-            revenue_per_unit: None,
-            vs_control: vs,
-            matured: 0,
-            n: 0,
-            exposures: 0,
-            deals: 0,
-            revenue_sd: None,
-            prob_best: None,
-        }
-    }
 
     fn vs(lift: Option<f64>, ci: Option<[f64; 2]>) -> VsControl {
         VsControl {
-            abs_diff: None,
-            abs_ci: None,
             rel_lift: lift,
             rel_ci: ci,
-            p_value: None,
-            p_adjusted: None,
-            chance_to_win: None,
-            risk: None,
             seq_ci: ci.map(|[a, b]| [a * 2.0, b * 2.0]),
-            enough_data: true,
-            needed_units_per_arm: None,
-            abs_p_value: None,
-            rel_ci_adjusted: None,
-            credible_ci: None,
-            seq_p_value: None,
-            verdict: "no_clear_difference",
-            revenue_abs_diff: None,
-            revenue_rel_lift: None,
-            revenue_rel_ci: None,
-            revenue_p_value: None,
+            ..comparison()
         }
     }
 

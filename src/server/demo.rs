@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::AppState;
 use super::ingest::close;
-use crate::protocol::{self, CardMsg, ClientMsg, ServerMsg};
-use crate::session::{CallInfo, Session, SessionLimits, Utterance};
+use crate::driver::{CallDriver, DriverConfig, Output, SystemHost};
+use crate::protocol::adapters::{Adapter, CallSetup, Format};
+use crate::protocol::{self, ClientMsg};
 
 /// The bundled demo calls, embedded so the binary needs no files.
 pub const DEMO_CALLS: &[(&str, &str)] = &[
@@ -37,48 +38,33 @@ where
         .map_or(DEMO_CALLS[0].1, |(_, t)| t);
     let call_id = format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase());
     let shutdown = state.shutdown.clone();
-    let mut session: Option<(Session, protocol::Start)> = None;
-    let mut decisions = Vec::new();
-    let mut ids = ulid::Generator::new();
+    let config = DriverConfig {
+        echo_transcript: true,
+        ..DriverConfig::default()
+    };
+    let mut driver = CallDriver::new(config, Adapter::new(Format::Native, CallSetup::default()));
+    let mut host = SystemHost::default();
+    let mut out = Output::default();
     let started = tokio::time::Instant::now();
     let mut close_frame = close(CloseCode::Normal, "demo finished");
-    'lines: for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(msg) = protocol::decode(line) else {
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(mut msg) = protocol::decode(line) else {
             continue;
         };
-        match msg {
-            ClientMsg::Start(mut start) => {
+        match &mut msg {
+            ClientMsg::Start(start) => {
                 start.call_id = call_id.clone();
-                let engine = state.engine.load();
-                let ready = ServerMsg::Ready {
-                    call_id: &call_id,
-                    library_version: engine.library().version(),
-                    cards: engine.library().cards().len(),
-                    max_visible: engine.library().deck().max_visible,
-                }
-                .to_json();
-                if ws.send(Message::text(ready)).await.is_err() {
-                    return;
-                }
                 // No deal or rep id: a demo is never enrolled in an experiment.
-                let info = CallInfo {
-                    call_id: call_id.clone(),
-                    deal_id: None,
-                    rep_id: None,
-                    context: start.call_context(),
-                };
-                session = Some((Session::new(info, SessionLimits::default()), start));
+                start.deal_id = None;
+                start.rep_id = None;
             }
             ClientMsg::Transcript(t) => {
-                let Some((session, start)) = session.as_mut() else {
-                    continue;
-                };
                 let t_ms = t.t_ms.unwrap_or(0);
                 let due = started + Duration::from_secs_f64(t_ms as f64 / 1000.0 / speed);
                 tokio::select! {
                     _ = shutdown.cancelled() => {
                         close_frame = close(CloseCode::Away, "server shutting down");
-                        break 'lines;
+                        break;
                     }
                     _ = tokio::time::sleep_until(due) => {}
                     // The viewer closed the demo.
@@ -86,44 +72,21 @@ where
                         return;
                     },
                 }
-                let decoded_at = std::time::Instant::now();
-                let speaker = protocol::resolve_speaker(&start.speakers, &t);
-                let segment = t.segment_id.clone().unwrap_or_default();
-                let line = ServerMsg::Transcript {
-                    segment_id: &segment,
-                    speaker,
-                    text: &t.text,
-                    is_final: t.is_final,
-                    t_ms,
-                }
-                .to_json();
-                if ws.send(Message::text(line)).await.is_err() {
-                    return;
-                }
-                let u = Utterance {
-                    segment_id: t.segment_id.as_deref(),
-                    speaker,
-                    text: &t.text,
-                    is_final: t.is_final,
-                    t_ms,
-                };
-                let engine = state.engine.load();
-                decisions.clear();
-                session.on_utterance(&engine, &u, &mut decisions);
-                for d in decisions.iter().filter(|d| d.shown()) {
-                    let display_id = ids
-                        .generate()
-                        .unwrap_or_else(|_| ulid::Ulid::new())
-                        .to_string();
-                    let engine_us = decoded_at.elapsed().as_micros() as u64;
-                    let card = ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json();
-                    if ws.send(Message::text(card)).await.is_err() {
-                        return;
-                    }
-                }
             }
-            ClientMsg::End(_) => break,
-            ClientMsg::Feedback(_) => {}
+            ClientMsg::Feedback(_) | ClientMsg::End(_) => {}
+        }
+        out.clear();
+        let received_ms = host.received();
+        let engine = state.engine.load();
+        driver.on_message(&engine, msg, Some(received_ms), &mut host, &mut out);
+        // The records are dropped: a demo writes nothing to the store.
+        for reply in &out.replies {
+            if ws.send(Message::text(reply.to_json())).await.is_err() {
+                return;
+            }
+        }
+        if out.close.is_some() {
+            break;
         }
     }
     let _ = ws.send(Message::Close(close_frame)).await;

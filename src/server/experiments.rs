@@ -23,7 +23,7 @@ use crate::library::Unit;
 use crate::names;
 use crate::outcomes;
 use crate::report::{self, ExperimentDef, ReportOptions, ReportParams, render};
-use crate::store::now_rfc3339;
+use crate::timestamp::Timestamp;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
@@ -42,7 +42,7 @@ pub(super) async fn post_outcomes(State(state): State<Arc<AppState>>, body: Byte
                 .into_response();
         }
     };
-    let received_at = now_rfc3339();
+    let received_at = Timestamp::now().to_string();
     let rows: Vec<_> = parsed
         .into_iter()
         .map(|o| o.into_row(&received_at))

@@ -329,7 +329,8 @@ async fn stream(
     query: Result<Query<StreamQuery>, QueryRejection>,
     req: Request,
 ) -> Response {
-    // The input adapter (SPEC §3): refused before the upgrade when unknown or misconfigured.
+    // The input adapter (docs/protocol.md#provider-formats): refused before the upgrade
+    // when unknown or misconfigured.
     let raw = req.uri().query().unwrap_or("");
     let adapter = match query.map_err(|r| r.body_text()) {
         Ok(Query(query)) => query.adapter(raw),

@@ -1,12 +1,13 @@
-//! An ingest connection: a transcript producer streams one call; decisions are logged and
-//! cards come back on the same socket and go out to the call's subscribers.
+//! An ingest connection: a transcript producer streams one call. The call itself is a
+//! [`CallDriver`]; this module only moves frames between the socket, the driver, the store
+//! queue, the call's subscribers and the metrics.
 //!
 //! The handler is generic over the socket (`Stream` + `Sink` of WebSocket messages) so
 //! tests can drive it without a network.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -16,10 +17,12 @@ use tracing::{Span, debug, info};
 
 use super::AppState;
 use super::calls::{Call, JoinError};
+use crate::driver::{CallDriver, Close, DriverConfig, Host, Output, Refusal, Reply, SystemHost};
 use crate::protocol::adapters::Adapter;
-use crate::protocol::{self, CardMsg, ClientMsg, ErrorCode, ServerMsg, Start, Transcript};
-use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
-use crate::store::{CallRow, ExposureRow, FeedbackRow, Record, StoreHandle, now_rfc3339};
+use crate::protocol::{ErrorCode, Start};
+use crate::session::{Session, SessionLimits};
+use crate::store::{Record, StoreHandle};
+use crate::timestamp::Timestamp;
 
 /// Why the loop stopped, and the close frame to send (if any).
 pub(super) fn close(code: CloseCode, reason: &'static str) -> Option<CloseFrame> {
@@ -29,24 +32,43 @@ pub(super) fn close(code: CloseCode, reason: &'static str) -> Option<CloseFrame>
     })
 }
 
-struct Live {
-    call: Arc<Call>,
-    start: Start,
-    session: Session,
-    started_at: Instant,
+/// The live host: the system clock, and the call registry deciding who may start a call.
+struct IngestHost {
+    clock: SystemHost,
+    state: Arc<AppState>,
+    /// The registry entry of the call this connection started.
+    call: Option<Arc<Call>>,
 }
 
-struct Ingest {
-    state: Arc<AppState>,
-    store: StoreHandle,
-    live: Option<Live>,
-    errors_in_a_row: u32,
-    ended: bool,
-    decisions: Vec<Decision>,
-    /// Monotonic within a millisecond, so display ids sort in decision order.
-    ids: ulid::Generator,
-    /// The `?format=` input adapter: each text frame → native messages.
-    adapter: Adapter,
+impl Host for IngestHost {
+    fn now(&mut self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn display_id(&mut self, now: Timestamp) -> String {
+        self.clock.display_id(now)
+    }
+
+    fn engine_us(&mut self) -> u64 {
+        self.clock.engine_us()
+    }
+
+    fn admit(&mut self, start: &Start) -> Result<Option<Session>, Refusal> {
+        let (call, parked) = self.state.calls.start_ingest(&start.call_id).map_err(|e| {
+            let code = match e {
+                JoinError::IngestBusy(_) => ErrorCode::Protocol,
+                _ => ErrorCode::Limit,
+            };
+            Refusal {
+                code,
+                message: e.to_string(),
+            }
+        })?;
+        Span::current().record("call_id", start.call_id.as_str());
+        info!(call_id = %start.call_id, resumed = parked.is_some(), "call started");
+        self.call = Some(call);
+        Ok(parked)
+    }
 }
 
 /// Runs one ingest connection to its end.
@@ -56,16 +78,21 @@ where
 {
     let idle = Duration::from_secs(state.limits.idle_timeout_seconds.max(1));
     let shutdown = state.shutdown.clone();
-    let mut conn = Ingest {
-        state: state.clone(),
-        store,
-        live: None,
-        errors_in_a_row: 0,
-        ended: false,
-        decisions: Vec::new(),
-        ids: ulid::Generator::new(),
-        adapter,
+    let config = DriverConfig {
+        session: SessionLimits {
+            max_transcript_bytes: state.limits.max_transcript_bytes,
+            ..SessionLimits::default()
+        },
+        max_errors_in_a_row: state.limits.max_errors_in_a_row,
+        ..DriverConfig::default()
     };
+    let mut driver = CallDriver::new(config, adapter);
+    let mut host = IngestHost {
+        clock: SystemHost::default(),
+        state: state.clone(),
+        call: None,
+    };
+    let mut out = Output::default();
     let close_frame = loop {
         let next = tokio::select! {
             biased;
@@ -86,278 +113,116 @@ where
             }
             Ok(Some(Ok(msg))) => msg,
         };
-        let result = match msg {
-            Message::Text(text) => conn.on_text(text.as_str(), &mut ws).await,
+        out.clear();
+        match msg {
+            Message::Text(text) => {
+                let received_ms = host.clock.received();
+                let engine = state.engine.load();
+                driver.on_text(
+                    &engine,
+                    text.as_str(),
+                    Some(received_ms),
+                    &mut host,
+                    &mut out,
+                );
+                count_frame(&state, &out);
+            }
             Message::Binary(_) => {
                 state.metrics.message("binary");
-                conn.reply_error(
-                    &mut ws,
-                    ErrorCode::BadMessage,
-                    "binary frames are not supported: send JSON text frames",
-                )
-                .await
+                driver.on_binary(&mut out);
             }
             Message::Close(_) => break None,
-            _ => Ok(()),
-        };
-        if result.is_err() {
+            _ => continue,
+        }
+        if deliver(&state, &store, host.call.as_deref(), &mut out, &mut ws)
+            .await
+            .is_err()
+        {
             break None; // the socket is gone
         }
-        if conn.errors_in_a_row >= state.limits.max_errors_in_a_row {
-            break close(CloseCode::Policy, "too many errors in a row");
-        }
-        if conn.ended {
-            break close(CloseCode::Normal, "call ended");
+        match out.close {
+            Some(Close::TooManyErrors) => {
+                break close(CloseCode::Policy, "too many errors in a row");
+            }
+            Some(Close::Ended) => break close(CloseCode::Normal, "call ended"),
+            None => {}
         }
     };
     if let Some(frame) = close_frame {
         let _ = ws.send(Message::Close(Some(frame))).await;
     }
     let _ = ws.close().await;
-    conn.finish().await;
+    if let (Some(finished), Some(call)) = (driver.finish(&mut host), host.call.take()) {
+        if let Record::CallEnded { call_id, .. } = &finished.record {
+            info!(%call_id, "call ended");
+        }
+        state.calls.end_ingest(&call, finished.session);
+        queue(&store, finished.record).await;
+    }
 }
 
-impl Ingest {
-    async fn reply_error<S>(
-        &mut self,
-        ws: &mut S,
-        code: ErrorCode,
-        message: &str,
-    ) -> Result<(), WsError>
-    where
-        S: Sink<Message, Error = WsError> + Unpin,
-    {
-        self.errors_in_a_row += 1;
-        self.state
-            .stats
-            .bad_messages
-            .fetch_add(1, Ordering::Relaxed);
-        let frame = ServerMsg::Error { code, message }.to_json();
-        ws.send(Message::text(frame)).await
-    }
-
-    async fn on_text<S>(&mut self, text: &str, ws: &mut S) -> Result<(), WsError>
-    where
-        S: Sink<Message, Error = WsError> + Unpin,
-    {
-        let decoded_at = Instant::now();
-        let out = match self.adapter.decode(text) {
-            Ok(out) => out,
-            Err(e) => {
-                self.state.metrics.message("invalid");
-                return self.reply_error(ws, e.code, &e.message).await;
-            }
-        };
-        self.state.metrics.message(out.kind());
-        self.state.stats.adapters.record(&out);
-        if out.ignored() {
-            self.errors_in_a_row = 0; // a provider control message: accepted
+/// Counts a decoded text frame and its decisions in the metrics.
+fn count_frame(state: &AppState, out: &Output) {
+    match &out.frame {
+        Some(frame) => {
+            state.metrics.message(frame.kind.as_str());
+            state
+                .stats
+                .adapters
+                .count(frame.ignored, frame.unmapped_speakers);
         }
-        for msg in out.messages {
-            let is_start = matches!(msg, ClientMsg::Start(_));
-            self.on_message(msg, decoded_at, ws).await?;
-            if is_start && self.live.is_none() {
-                break; // the start was refused: the rest of the frame has no call
-            }
-        }
-        Ok(())
+        None => state.metrics.message("invalid"),
     }
-
-    async fn on_message<S>(
-        &mut self,
-        msg: ClientMsg,
-        decoded_at: Instant,
-        ws: &mut S,
-    ) -> Result<(), WsError>
-    where
-        S: Sink<Message, Error = WsError> + Unpin,
-    {
-        match msg {
-            ClientMsg::Start(start) => self.on_start(start, ws).await,
-            ClientMsg::Transcript(t) => self.on_transcript(&t, decoded_at, ws).await,
-            ClientMsg::Feedback(f) => {
-                self.errors_in_a_row = 0;
-                let row = FeedbackRow {
-                    display_id: f.display_id,
-                    ts: now_rfc3339(),
-                    action: f.action.as_str().to_string(),
-                };
-                self.record(Record::Feedback(row)).await;
-                Ok(())
-            }
-            ClientMsg::End(_) => {
-                if self.live.is_none() {
-                    return self
-                        .reply_error(ws, ErrorCode::Protocol, "`end` before `start`")
-                        .await;
-                }
-                self.ended = true;
-                Ok(())
-            }
+    for d in &out.decisions {
+        state.metrics.decision(d.reason);
+    }
+    for record in &out.records {
+        if let Record::Exposure(row) = record
+            && row.shown
+        {
+            state.metrics.latency(row.engine_us as u64);
         }
     }
+}
 
-    async fn on_start<S>(&mut self, start: Start, ws: &mut S) -> Result<(), WsError>
-    where
-        S: Sink<Message, Error = WsError> + Unpin,
-    {
-        if self.live.is_some() {
-            return self
-                .reply_error(
-                    ws,
-                    ErrorCode::Protocol,
-                    "a second `start` on this connection",
-                )
-                .await;
-        }
-        let (call, parked) = match self.state.calls.start_ingest(&start.call_id) {
-            Ok(x) => x,
-            Err(e) => {
-                let code = match e {
-                    JoinError::IngestBusy(_) => ErrorCode::Protocol,
-                    _ => ErrorCode::Limit,
-                };
-                return self.reply_error(ws, code, &e.to_string()).await;
-            }
-        };
-        self.errors_in_a_row = 0;
-        Span::current().record("call_id", start.call_id.as_str());
-        let resumed = parked.is_some();
-        let session = parked.unwrap_or_else(|| {
-            let limits = SessionLimits {
-                max_transcript_bytes: self.state.limits.max_transcript_bytes,
-                ..SessionLimits::default()
-            };
-            Session::new(
-                CallInfo {
-                    call_id: start.call_id.clone(),
-                    deal_id: start.deal_id.clone(),
-                    rep_id: start.rep_id.clone(),
-                    context: start.call_context(),
-                },
-                limits,
-            )
-        });
-        info!(call_id = %start.call_id, resumed, "call started");
-        let context = serde_json::to_string(
-            &start
-                .call_context()
-                .0
-                .into_iter()
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        )
-        .unwrap_or_else(|_| "{}".into());
-        let row = CallRow {
-            call_id: start.call_id.clone(),
-            deal_id: start.deal_id.clone(),
-            rep_id: start.rep_id.clone(),
-            context,
-            started_at: now_rfc3339(),
-        };
-        let engine = self.state.engine.load();
-        let ready = ServerMsg::Ready {
-            call_id: &start.call_id,
-            library_version: engine.library().version(),
-            cards: engine.library().cards().len(),
-            max_visible: engine.library().deck().max_visible,
-        }
-        .to_json();
-        self.live = Some(Live {
-            call,
-            start,
-            session,
-            started_at: Instant::now(),
-        });
-        self.record(Record::CallStarted(row)).await;
-        ws.send(Message::text(ready)).await
+/// Queues the frame's records, then sends its replies; cards also go to the call's
+/// subscribers. Records first: a shown card always has its exposure row.
+async fn deliver<S>(
+    state: &AppState,
+    store: &StoreHandle,
+    call: Option<&Call>,
+    out: &mut Output,
+    ws: &mut S,
+) -> Result<(), WsError>
+where
+    S: Sink<Message, Error = WsError> + Unpin,
+{
+    for record in out.records.drain(..) {
+        queue(store, record).await;
     }
-
-    async fn on_transcript<S>(
-        &mut self,
-        t: &Transcript,
-        decoded_at: Instant,
-        ws: &mut S,
-    ) -> Result<(), WsError>
-    where
-        S: Sink<Message, Error = WsError> + Unpin,
-    {
-        let Some(live) = self.live.as_mut() else {
-            return self
-                .reply_error(ws, ErrorCode::Protocol, "`transcript` before `start`")
-                .await;
-        };
-        self.errors_in_a_row = 0;
-        let engine = self.state.engine.load();
-        let t_ms = t
-            .t_ms
-            .unwrap_or_else(|| live.started_at.elapsed().as_millis() as u64);
-        let u = Utterance {
-            segment_id: t.segment_id.as_deref(),
-            speaker: protocol::resolve_speaker(&live.start.speakers, t),
-            text: &t.text,
-            is_final: t.is_final,
-            t_ms,
-        };
-        self.decisions.clear();
-        live.session.on_utterance(&engine, &u, &mut self.decisions);
-        if self.decisions.is_empty() {
-            return Ok(());
-        }
-        let version = engine.library().version();
-        let decisions = std::mem::take(&mut self.decisions);
-        for d in &decisions {
-            let display_id = self
-                .ids
-                .generate()
-                .unwrap_or_else(|_| ulid::Ulid::new())
-                .to_string();
-            let engine_us = decoded_at.elapsed().as_micros() as u64;
-            self.state.metrics.decision(d.reason);
-            if d.shown() {
-                self.state.metrics.latency(engine_us);
+    for reply in &out.replies {
+        match reply {
+            Reply::Error { .. } => {
+                state.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
             }
-            let frame = d.shown().then(|| {
-                Arc::<str>::from(ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json())
-            });
-            let info = live.session.info();
-            let row = ExposureRow::from_decision(info, d, display_id, engine_us, version);
-            // Logged at the decision point, before the card goes out: a shown card always
-            // has its exposure row.
-            if let Err(error) = self.store.send(Record::Exposure(row)).await {
-                tracing::error!(%error, "exposure not queued: the store writer is gone");
-            }
-            if let Some(frame) = frame {
-                let dropped = live.call.broadcast(&frame);
+            Reply::Card(frame) => {
+                let dropped = call.map_or(0, |c| c.broadcast(frame));
                 if dropped > 0 {
-                    self.state
+                    state
                         .stats
                         .subscribers_dropped
                         .fetch_add(dropped as u64, Ordering::Relaxed);
                 }
-                ws.send(Message::text(frame.to_string())).await?;
             }
+            Reply::Ready(_) | Reply::Transcript(_) => {}
         }
-        self.decisions = decisions;
-        Ok(())
+        ws.send(Message::text(reply.to_json())).await?;
     }
+    Ok(())
+}
 
-    async fn record(&self, record: Record) {
-        if let Err(error) = self.store.send(record).await {
-            tracing::error!(%error, "record not queued: the store writer is gone");
-        }
-    }
-
-    /// The connection is over: park the session for the grace period and log the end.
-    async fn finish(mut self) {
-        if let Some(live) = self.live.take() {
-            info!(call_id = %live.start.call_id, "call ended");
-            let call_id = live.start.call_id.clone();
-            self.state.calls.end_ingest(&live.call, live.session);
-            self.record(Record::CallEnded {
-                call_id,
-                ended_at: now_rfc3339(),
-            })
-            .await;
-        }
+async fn queue(store: &StoreHandle, record: Record) {
+    if let Err(error) = store.send(record).await {
+        tracing::error!(%error, "record not queued: the store writer is gone");
     }
 }

@@ -104,7 +104,7 @@ impl AppState {
         let status = LoadStatus {
             ok: true,
             version: engine.library().version().to_string(),
-            loaded_at: crate::store::now_rfc3339(),
+            loaded_at: crate::timestamp::Timestamp::now().to_string(),
             errors: Vec::new(),
         };
         Arc::new(AppState {

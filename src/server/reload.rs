@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 use super::{AppState, LoadStatus, StatusError};
 use crate::engine::Engine;
 use crate::library::{Library, LibraryError};
-use crate::store::now_rfc3339;
+use crate::timestamp::Timestamp;
 
 /// Reloads the library from the directory the live one came from. Returns the new status;
 /// `ok` is false when the library was not replaced.
@@ -68,7 +68,7 @@ pub async fn reload(state: &Arc<AppState>) -> LoadStatus {
             LoadStatus {
                 ok: true,
                 version,
-                loaded_at: now_rfc3339(),
+                loaded_at: Timestamp::now().to_string(),
                 errors: Vec::new(),
             }
         }
@@ -84,7 +84,7 @@ pub async fn reload(state: &Arc<AppState>) -> LoadStatus {
             LoadStatus {
                 ok: false,
                 version: state.engine.load().library().version().to_string(),
-                loaded_at: now_rfc3339(),
+                loaded_at: Timestamp::now().to_string(),
                 errors,
             }
         }

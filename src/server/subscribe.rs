@@ -14,7 +14,8 @@ use tracing::debug;
 use super::AppState;
 use super::ingest::close;
 use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
-use crate::store::{FeedbackRow, Record, StoreHandle, now_rfc3339};
+use crate::store::{FeedbackRow, Record, StoreHandle};
+use crate::timestamp::Timestamp;
 
 /// Runs one subscriber connection to its end.
 pub(super) async fn run<S>(state: Arc<AppState>, mut ws: S, store: StoreHandle, call_id: String)
@@ -39,16 +40,7 @@ where
             return;
         }
     };
-    let ready = {
-        let engine = state.engine.load();
-        ServerMsg::Ready {
-            call_id: &call_id,
-            library_version: engine.library().version(),
-            cards: engine.library().cards().len(),
-            max_visible: engine.library().deck().max_visible,
-        }
-        .to_json()
-    };
+    let ready = ready_frame(&state, &call_id);
     let idle = Duration::from_secs(state.limits.idle_timeout_seconds.max(1));
     let shutdown = state.shutdown.clone();
     let mut errors_in_a_row = 0u32;
@@ -72,34 +64,18 @@ where
                     Err(_) => break close(CloseCode::Normal, "idle timeout"),
                     Ok(None) | Ok(Some(Err(_))) => break None,
                     Ok(Some(Ok(Message::Text(text)))) => {
-                        let reply = match protocol::decode(text.as_str()) {
-                            Ok(ClientMsg::Feedback(f)) => {
-                                errors_in_a_row = 0;
-                                let row = FeedbackRow {
-                                    display_id: f.display_id,
-                                    ts: now_rfc3339(),
-                                    action: f.action.as_str().to_string(),
-                                };
-                                if let Err(error) = store.send(Record::Feedback(row)).await {
-                                    tracing::error!(%error, "feedback not queued");
-                                }
-                                None
-                            }
-                            Ok(other) => Some((ErrorCode::Protocol, format!(
-                                "a subscriber may only send `feedback`, not `{}`", other.kind()
-                            ))),
-                            Err(e) => Some((ErrorCode::BadMessage, e.message)),
+                        let Some((code, message)) = on_text(&store, text.as_str()).await else {
+                            errors_in_a_row = 0;
+                            continue;
                         };
-                        if let Some((code, message)) = reply {
-                            errors_in_a_row += 1;
-                            state.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
-                            let frame = ServerMsg::Error { code, message: &message }.to_json();
-                            if ws.send(Message::text(frame)).await.is_err() {
-                                break None;
-                            }
-                            if errors_in_a_row >= state.limits.max_errors_in_a_row {
-                                break close(CloseCode::Policy, "too many errors in a row");
-                            }
+                        errors_in_a_row += 1;
+                        state.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                        let frame = ServerMsg::Error { code, message: &message }.to_json();
+                        if ws.send(Message::text(frame)).await.is_err() {
+                            break None;
+                        }
+                        if errors_in_a_row >= state.limits.max_errors_in_a_row {
+                            break close(CloseCode::Policy, "too many errors in a row");
                         }
                     }
                     Ok(Some(Ok(Message::Close(_)))) => break None,
@@ -116,4 +92,42 @@ where
         let _ = ws.send(Message::Close(Some(frame))).await;
     }
     let _ = ws.close().await;
+}
+
+/// The `ready` frame a subscriber gets first: the call and the live library.
+fn ready_frame(state: &AppState, call_id: &str) -> String {
+    let engine = state.engine.load();
+    ServerMsg::Ready {
+        call_id,
+        library_version: engine.library().version(),
+        cards: engine.library().cards().len(),
+        max_visible: engine.library().deck().max_visible,
+    }
+    .to_json()
+}
+
+/// One text message from a subscriber: feedback is queued for the store; anything else
+/// gets the error to answer with.
+async fn on_text(store: &StoreHandle, text: &str) -> Option<(ErrorCode, String)> {
+    match protocol::decode(text) {
+        Ok(ClientMsg::Feedback(f)) => {
+            let row = FeedbackRow {
+                display_id: f.display_id,
+                ts: Timestamp::now(),
+                action: f.action.as_str().to_string(),
+            };
+            if let Err(error) = store.send(Record::Feedback(row)).await {
+                tracing::error!(%error, "feedback not queued");
+            }
+            None
+        }
+        Ok(other) => Some((
+            ErrorCode::Protocol,
+            format!(
+                "a subscriber may only send `feedback`, not `{}`",
+                other.kind()
+            ),
+        )),
+        Err(e) => Some((ErrorCode::BadMessage, e.message)),
+    }
 }

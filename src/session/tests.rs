@@ -1,4 +1,5 @@
-//! Scripted tests: messages in, decisions out, one test per rule of SPEC §2.
+//! Scripted tests: messages in, decisions out, one test per rule of docs/cards.md
+//! (sections "Matching rules" and "Display policy").
 
 use super::*;
 use crate::library::Library;

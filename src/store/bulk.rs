@@ -23,7 +23,7 @@ pub(super) fn next_outcome_id() -> ulid::Ulid {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedCall {
     pub call: CallRow,
-    pub ended_at: Option<String>,
+    pub ended_at: Option<crate::timestamp::Timestamp>,
 }
 
 /// `($1, $2, …), ($k+1, …)` for `rows` rows of `cols` columns; the column `real`, if any,
@@ -116,8 +116,8 @@ impl Store {
                     .bind(&c.call.deal_id)
                     .bind(&c.call.rep_id)
                     .bind(&c.call.context)
-                    .bind(&c.call.started_at)
-                    .bind(&c.ended_at);
+                    .bind(c.call.started_at.to_string())
+                    .bind(c.ended_at.map(|t| t.to_string()));
             }
             q.execute(&mut *tx)
                 .await

@@ -129,7 +129,7 @@ mod tests {
     fn exposure(id: &str, ts: &str, deal: &str, variant: Option<&str>) -> Record {
         Record::Exposure(ExposureRow {
             display_id: id.into(),
-            ts: ts.into(),
+            ts: ts.parse().expect("a timestamp"),
             call_id: format!("c-{deal}"),
             deal_id: Some(deal.into()),
             rep_id: Some("r-1".into()),

@@ -29,7 +29,7 @@ const BY_REASON: &str = "SELECT reason, COUNT(*) AS n FROM exposures WHERE ts >=
 const CALLS: &str = "SELECT COUNT(DISTINCT call_id) AS n FROM exposures WHERE ts >= $1";
 
 impl Store {
-    /// Decisions logged at or after `since` (RFC 3339, as written by `now_rfc3339`).
+    /// Decisions logged at or after `since` (a [`Timestamp`](crate::timestamp::Timestamp)).
     pub async fn live_summary(&self, since: &str) -> Result<LiveSummary, StoreError> {
         let pairs = |sql: &'static str, what: &'static str| async move {
             let rows = sqlx::query(sql)

@@ -6,6 +6,11 @@ use tokio::time::timeout;
 
 use super::*;
 
+/// A timestamp from its text.
+fn t(text: &str) -> Timestamp {
+    Timestamp::parse(text).expect("a timestamp")
+}
+
 fn db_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("cuedeck.db").display())
 }
@@ -104,7 +109,7 @@ on_both_backends!(
 fn exposure(display_id: &str, call_id: &str) -> ExposureRow {
     ExposureRow {
         display_id: display_id.to_string(),
-        ts: "2026-11-23T10:00:00.123Z".to_string(),
+        ts: t("2026-11-23T10:00:00.123Z"),
         call_id: call_id.to_string(),
         deal_id: Some("d-9".to_string()),
         rep_id: Some("r-7".to_string()),
@@ -169,7 +174,7 @@ async fn rows_round_trip_with_nulls_and_bools(db: TestDb) {
     };
     let bare = ExposureRow {
         display_id: "01B".to_string(),
-        ts: "2026-11-23T10:00:01.000Z".to_string(),
+        ts: t("2026-11-23T10:00:01.000Z"),
         deal_id: None,
         rep_id: None,
         experiment_key: None,
@@ -179,17 +184,17 @@ async fn rows_round_trip_with_nulls_and_bools(db: TestDb) {
         ..exposure("01B", "c-1")
     };
     let other_call = ExposureRow {
-        ts: "2026-11-23T09:00:00.000Z".to_string(),
+        ts: t("2026-11-23T09:00:00.000Z"),
         ..exposure("01C", "c-2")
     };
     let feedback = FeedbackRow {
         display_id: "01A".to_string(),
-        ts: "2026-11-23T10:00:02.000Z".to_string(),
+        ts: t("2026-11-23T10:00:02.000Z"),
         action: "useful".to_string(),
     };
     let unknown_feedback = FeedbackRow {
         display_id: "no-such-display".to_string(),
-        ts: "2026-11-23T10:00:03.000Z".to_string(),
+        ts: t("2026-11-23T10:00:03.000Z"),
         action: "clicked".to_string(),
     };
     store
@@ -271,27 +276,27 @@ async fn calls_upsert_and_end(db: TestDb) {
         deal_id: Some("d-9".to_string()),
         rep_id: None,
         context: r#"{"deal_stage":"evaluation"}"#.to_string(),
-        started_at: "2026-11-23T10:00:00.000Z".to_string(),
+        started_at: t("2026-11-23T10:00:00.000Z"),
     };
     store
         .write_batch(&[
             Record::CallStarted(first.clone()),
             Record::CallEnded {
                 call_id: "c-1".to_string(),
-                ended_at: "2026-11-23T10:05:00.000Z".to_string(),
+                ended_at: t("2026-11-23T10:05:00.000Z"),
             },
         ])
         .await
         .expect("start and end");
     assert_eq!(
         store.call("c-1").await.expect("read"),
-        Some((first.clone(), Some("2026-11-23T10:05:00.000Z".to_string())))
+        Some((first.clone(), Some(t("2026-11-23T10:05:00.000Z"))))
     );
 
     // Reconnect: one row, started_at kept, ended_at cleared, context updated.
     let reconnect = CallRow {
         context: r#"{"deal_stage":"negotiation"}"#.to_string(),
-        started_at: "2026-11-23T10:06:00.000Z".to_string(),
+        started_at: t("2026-11-23T10:06:00.000Z"),
         ..first.clone()
     };
     store
@@ -307,12 +312,12 @@ async fn calls_upsert_and_end(db: TestDb) {
     store
         .write_batch(&[Record::CallEnded {
             call_id: "c-1".to_string(),
-            ended_at: "2026-11-23T10:09:00.000Z".to_string(),
+            ended_at: t("2026-11-23T10:09:00.000Z"),
         }])
         .await
         .expect("end");
     let (_, ended) = store.call("c-1").await.expect("read").expect("row");
-    assert_eq!(ended.as_deref(), Some("2026-11-23T10:09:00.000Z"));
+    assert_eq!(ended, Some(t("2026-11-23T10:09:00.000Z")));
     assert_eq!(store.call("c-404").await.expect("read"), None);
 }
 
@@ -461,17 +466,6 @@ fn urls_are_prepared_and_redacted() {
     );
     assert_eq!(redact("postgres://user@h/db"), "postgres://user@h/db");
     assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
-}
-
-#[test]
-fn now_is_rfc3339_utc_with_millis() {
-    let now = now_rfc3339();
-    assert_eq!(now.len(), "2026-11-23T10:00:00.123Z".len(), "{now}");
-    assert!(now.ends_with('Z'));
-    assert_eq!(&now[10..11], "T");
-    assert_eq!(&now[19..20], ".");
-    time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
-        .expect("parses as RFC 3339");
 }
 
 async fn writer_retries_a_failed_batch_without_losing_it(db: TestDb) {

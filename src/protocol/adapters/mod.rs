@@ -1,5 +1,5 @@
 //! Input adapters: a speech-to-text provider's live messages → native client messages
-//! (SPEC §3 "Provider formats", `design/stt-formats.md`). Pure: no IO.
+//! (docs/protocol.md#provider-formats). Pure: no IO.
 //!
 //! An [`Adapter`] is a stateful decoder for one connection (or one recorded call): each
 //! text frame goes in, the native messages it stands for come out, and the server and
@@ -341,13 +341,14 @@ pub struct AdapterStats {
 }
 
 impl AdapterStats {
-    pub fn record(&self, out: &Output) {
-        if out.ignored() {
+    /// Counts one frame: whether it was ignored, and its unmapped speaker labels.
+    pub fn count(&self, ignored: bool, unmapped_speakers: u32) {
+        if ignored {
             self.ignored.fetch_add(1, Ordering::Relaxed);
         }
-        if out.unmapped_speakers > 0 {
+        if unmapped_speakers > 0 {
             self.unmapped_speakers
-                .fetch_add(u64::from(out.unmapped_speakers), Ordering::Relaxed);
+                .fetch_add(u64::from(unmapped_speakers), Ordering::Relaxed);
         }
     }
 

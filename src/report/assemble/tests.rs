@@ -1,4 +1,5 @@
 use super::*;
+use crate::report::fixtures::{comparison, variant};
 use crate::report::render;
 use crate::report::{VariantDef, parse_date};
 
@@ -118,7 +119,7 @@ fn the_gate_withholds_a_verdict_and_says_how_many_more_units_are_needed() {
     let r = assemble(&two_arms(), &groups, &outcomes, &opts("2026-11-22"));
     let vs = r.variants[1].vs_control.as_ref().unwrap();
     assert!(!vs.enough_data);
-    assert_eq!(vs.verdict, "not_enough_data");
+    assert_eq!(vs.verdict, Verdict::NotEnoughData);
     // From the control rate 0.25 to 0.275 at 80 % power: the sample-size formula, less
     // the 80 closed units each arm already has.
     let required = stats::sample_size_two_proportions(0.25, 0.275, 0.05, 0.8)
@@ -304,10 +305,10 @@ fn three_arms_get_holm_and_probability_to_be_best() {
     // Significant at a fixed horizon, but the always-valid interval still holds 0.
     assert!(short.p_adjusted.unwrap() < 0.05);
     assert!(short.seq_ci.unwrap()[0] < 0.0);
-    assert_eq!(short.verdict, "leaning_better", "{short:?}");
+    assert_eq!(short.verdict, Verdict::LeaningBetter, "{short:?}");
     assert!(short.rel_ci_adjusted.is_some());
     let long = r.variants[2].vs_control.as_ref().unwrap();
-    assert_eq!(long.verdict, "no_clear_difference", "{long:?}");
+    assert_eq!(long.verdict, Verdict::NoClearDifference, "{long:?}");
     // Tables and CSV carry every arm.
     let table = render::table(&r);
     assert!(
@@ -324,22 +325,25 @@ fn a_clear_winner_is_better_even_in_the_always_valid_interval() {
     let r = assemble(&two_arms(), &groups, &outcomes, &opts("2026-11-22"));
     let vs = r.variants[1].vs_control.as_ref().unwrap();
     assert!(vs.seq_ci.unwrap()[0] > 0.0);
-    assert_eq!(vs.verdict, "better");
+    assert_eq!(vs.verdict, Verdict::Better);
     let (groups, outcomes) = data(&[("control", 3000, 900, 2100), ("short", 3000, 600, 2400)]);
     let r = assemble(&two_arms(), &groups, &outcomes, &opts("2026-11-22"));
-    assert_eq!(r.variants[1].vs_control.as_ref().unwrap().verdict, "worse");
+    assert_eq!(
+        r.variants[1].vs_control.as_ref().unwrap().verdict,
+        Verdict::Worse
+    );
 }
 
 #[test]
 fn a_split_off_the_weights_is_flagged() {
     let (groups, outcomes) = data(&[("control", 1000, 200, 600), ("short", 1200, 240, 720)]);
     let r = assemble(&two_arms(), &groups, &outcomes, &opts("2026-11-22"));
-    // STATS.md §7.2: 1000 vs 1200 at 1:1 is p = 0.000020079.
+    // docs/statistics.md#test-vectors (SRM): 1000 vs 1200 at 1:1 is p = 0.000020079.
     assert!((r.srm_p.unwrap() - 0.000020079).abs() < 1e-9);
     assert!(r.srm_warning);
     assert_eq!(
         r.variants[1].vs_control.as_ref().unwrap().verdict,
-        "srm_warning"
+        Verdict::SrmWarning
     );
     assert!(render::table(&r).contains("MISMATCH"));
 }
@@ -379,4 +383,378 @@ fn rep_experiments_are_analysed_per_rep() {
     assert_eq!(c.win_rate, Some(won as f64 / 100.0));
     assert!(r.variants[1].vs_control.as_ref().unwrap().rel_ci.is_some());
     assert!(r.warnings.iter().any(|w| w.contains("unit: rep")));
+}
+
+// The steps one by one.
+
+fn ts(text: &str) -> OffsetDateTime {
+    parse_timestamp(text).unwrap()
+}
+
+fn deal(won: bool, amount: Option<f64>, currency: &str) -> DealObs {
+    DealObs {
+        matured: true,
+        closed: true,
+        won,
+        amount,
+        currency: Some(currency.into()),
+    }
+}
+
+/// One arm of single-deal units: `won` won, `lost` lost, no amounts.
+fn arm(won: usize, lost: usize) -> ArmFigures {
+    let mut deals: Vec<DealObs> = (0..won).map(|_| deal(true, None, "USD")).collect();
+    deals.extend((0..lost).map(|_| deal(false, None, "USD")));
+    let units: Vec<UnitObs> = deals.into_iter().map(|d| unit_of(vec![d])).collect();
+    arm_figures(Unit::Deal, &units, Metric::Closed, &Revenue::default())
+}
+
+fn unit_of(deals: Vec<DealObs>) -> UnitObs {
+    UnitObs {
+        exposures: 1,
+        deals,
+    }
+}
+
+#[test]
+fn exposed_units_keep_the_earliest_exposure_and_drop_late_or_unlabelled_groups() {
+    let mut no_variant = group("d-3", "r-1", "a", "2026-06-01T00:00:00.000Z");
+    no_variant.variant = None;
+    let groups = [
+        group("d-1", "r-1", "a", "2026-06-05T00:00:00.000Z"),
+        group("d-1", "r-1", "a", "2026-06-02T00:00:00.000Z"),
+        group("d-2", "r-2", "b", "2026-06-03T00:00:00.000Z"),
+        // On or after the cutoff: not in the report.
+        group("d-4", "r-1", "a", "2026-07-01T00:00:00.000Z"),
+        no_variant,
+    ];
+    let cutoff = "2026-07-01T00:00:00.000Z";
+    let deals = exposed_units(Unit::Deal, &groups, cutoff);
+    assert_eq!(deals.keys().copied().collect::<Vec<_>>(), ["d-1", "d-2"]);
+    assert_eq!(deals["d-1"].exposures, 2);
+    assert_eq!(deals["d-1"].deals["d-1"], "2026-06-02T00:00:00.000Z");
+
+    let reps = exposed_units(Unit::Rep, &groups, cutoff);
+    assert_eq!(reps.keys().copied().collect::<Vec<_>>(), ["r-1", "r-2"]);
+    assert_eq!(reps["r-1"].deals.len(), 1, "{:?}", reps["r-1"].deals);
+    assert_eq!(reps["r-1"].variants.len(), 1);
+}
+
+#[test]
+fn a_deal_counts_as_closed_only_inside_its_window_and_before_the_cutoff() {
+    let first = ts("2026-06-01T10:00:00.000Z");
+    let window = Duration::days(30);
+    let cutoff = ts("2026-12-01T00:00:00.000Z");
+    let at = |closed_at: &str| {
+        let o = outcome("d", "won", Some(5.0), closed_at);
+        deal_obs(first, Some(&o), window, cutoff)
+    };
+    let (obs, before) = at("2026-06-20T00:00:00.000Z");
+    assert!(obs.closed && obs.won && obs.matured && !before);
+    assert_eq!(
+        (obs.amount, obs.currency.as_deref()),
+        (Some(5.0), Some("USD"))
+    );
+    // The same day as the first exposure, earlier in it: still counts.
+    assert!(at("2026-06-01T08:00:00.000Z").0.closed);
+    // After the window: matured, not closed.
+    let (late, before) = at("2026-07-15T00:00:00.000Z");
+    assert!(!late.closed && late.matured && !before);
+    // The day before the first exposure: flagged, not closed.
+    let (early, before) = at("2026-05-31T23:00:00.000Z");
+    assert!(!early.closed && before);
+
+    // An open deal, and one without an outcome: only maturity counts.
+    let open = outcome("d", "open", None, "2026-06-20T00:00:00.000Z");
+    assert!(!deal_obs(first, Some(&open), window, cutoff).0.closed);
+    let (none, before) = deal_obs(first, None, window, ts("2026-06-15T00:00:00.000Z"));
+    assert!(!none.closed && !none.matured && !before);
+    // No close time: the time it was received stands in (here after the window).
+    let mut undated = outcome("d", "lost", None, "");
+    undated.closed_at = None;
+    assert!(!deal_obs(first, Some(&undated), window, cutoff).0.closed);
+    assert!(
+        deal_obs(first, Some(&undated), Duration::days(365), cutoff)
+            .0
+            .closed
+    );
+}
+
+#[test]
+fn units_are_sorted_into_the_arm_of_their_one_known_variant() {
+    let groups = [
+        group("d-1", "r-1", "control", "2026-06-01T00:00:00.000Z"),
+        group("d-2", "r-1", "short", "2026-06-01T00:00:00.000Z"),
+        group("d-3", "r-1", "control", "2026-06-01T00:00:00.000Z"),
+        group("d-3", "r-1", "short", "2026-06-02T00:00:00.000Z"),
+        group("d-4", "r-1", "retired", "2026-06-01T00:00:00.000Z"),
+    ];
+    let outcomes = [outcome("d-1", "won", Some(1.0), "2026-05-01T00:00:00.000Z")];
+    let units = exposed_units(Unit::Deal, &groups, "2026-12-01T00:00:00.000Z");
+    let cutoff = ts("2026-12-01T00:00:00.000Z");
+    let arms = sort_into_arms(&two_arms(), &units, &outcomes, Duration::days(90), cutoff);
+    assert_eq!(arms.arms.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!((arms.multiple, arms.unknown), (1, 1));
+    assert_eq!(arms.closed_before_exposure, 1);
+}
+
+#[test]
+fn revenue_is_capped_once_for_every_arm_and_not_computed_across_currencies() {
+    let mut opts = opts("2026-11-22");
+    opts.cap_percentile = 0.5;
+    let arms = vec![
+        vec![unit_of(vec![deal(true, Some(100.0), "USD")])],
+        vec![unit_of(vec![
+            deal(true, Some(300.0), "USD"),
+            deal(true, None, "USD"),
+            deal(false, Some(900.0), "EUR"),
+        ])],
+    ];
+    let revenue = pooled_revenue(&arms, &opts);
+    assert_eq!(revenue.cap, Some(200.0));
+    assert_eq!(revenue.won_without_amount, 1);
+    assert!(
+        !revenue.mixed_currency(),
+        "a lost deal's currency does not count"
+    );
+    assert_eq!(revenue.capped(&deal(true, Some(300.0), "USD")), 200.0);
+    assert_eq!(revenue.capped(&deal(false, Some(300.0), "USD")), 0.0);
+
+    let mixed = vec![vec![unit_of(vec![
+        deal(true, Some(1.0), "USD"),
+        deal(true, Some(1.0), "EUR"),
+    ])]];
+    let revenue = pooled_revenue(&mixed, &opts);
+    assert!(revenue.mixed_currency());
+    assert_eq!(revenue.cap, None);
+    let f = arm_figures(Unit::Deal, &mixed[0], Metric::Closed, &revenue);
+    assert!(f.revenue.is_none() && f.revenue_per_unit.is_none());
+}
+
+#[test]
+fn arm_figures_count_the_metrics_denominator() {
+    let mut open = deal(false, None, "USD");
+    open.closed = false;
+    let mut young = open.clone();
+    young.matured = false;
+    let units = [unit_of(vec![
+        deal(true, Some(10.0), "USD"),
+        deal(false, None, "USD"),
+        open,
+        young,
+    ])];
+    let revenue = Revenue::default();
+    let closed = arm_figures(Unit::Deal, &units, Metric::Closed, &revenue);
+    assert_eq!((closed.units, closed.deals, closed.closed), (1, 4, 2));
+    assert_eq!((closed.won, closed.n, closed.matured), (1, 2, 3));
+    assert_eq!(closed.revenue_per_unit, Some(10.0 / 4.0));
+    let matured = arm_figures(Unit::Deal, &units, Metric::Matured, &revenue);
+    assert_eq!((matured.won, matured.n), (1, 3));
+    assert_eq!(matured.revenue_per_unit, Some(10.0 / 3.0));
+    // Per rep: one rep, a ratio of its deals.
+    let rep = arm_figures(Unit::Rep, &units, Metric::Closed, &revenue);
+    assert_eq!((rep.units, rep.n, rep.won), (1, 2, 1));
+    assert_eq!(rep.revenue_per_unit, Some(10.0 / 4.0));
+}
+
+/// A comparison with only what the verdict reads.
+fn vs(enough_data: bool, p_adjusted: Option<f64>, lift: f64, seq_ci: [f64; 2]) -> VsControl {
+    VsControl {
+        rel_lift: Some(lift),
+        p_value: p_adjusted,
+        p_adjusted,
+        seq_ci: Some(seq_ci),
+        enough_data,
+        ..comparison()
+    }
+}
+
+#[test]
+fn the_verdict_follows_the_gate_srm_holm_and_the_always_valid_interval() {
+    let sig = Some(0.01);
+    // (past the gate, SRM, Holm-adjusted p, lift, always-valid interval) → verdict
+    let cases = [
+        (false, false, sig, 0.2, [0.1, 0.3], Verdict::NotEnoughData),
+        (true, true, sig, 0.2, [0.1, 0.3], Verdict::SrmWarning),
+        (
+            true,
+            false,
+            Some(0.05),
+            0.2,
+            [0.1, 0.3],
+            Verdict::NoClearDifference,
+        ),
+        (
+            true,
+            false,
+            None,
+            0.2,
+            [0.1, 0.3],
+            Verdict::NoClearDifference,
+        ),
+        (true, false, sig, 0.2, [0.1, 0.3], Verdict::Better),
+        (true, false, sig, 0.2, [-0.1, 0.3], Verdict::LeaningBetter),
+        (true, false, sig, -0.2, [-0.3, -0.1], Verdict::Worse),
+        (true, false, sig, -0.2, [-0.3, 0.1], Verdict::LeaningWorse),
+    ];
+    for (enough, srm, p, lift, seq, expected) in cases {
+        let comparison = vs(enough, p, lift, seq);
+        assert_eq!(verdict(&comparison, srm, 0.05), expected, "{comparison:?}");
+    }
+}
+
+#[test]
+fn verdicts_are_named_alike_in_json_and_csv() {
+    let names = [
+        (Verdict::NotEnoughData, "not_enough_data"),
+        (Verdict::SrmWarning, "srm_warning"),
+        (Verdict::NoClearDifference, "no_clear_difference"),
+        (Verdict::LeaningBetter, "leaning_better"),
+        (Verdict::LeaningWorse, "leaning_worse"),
+        (Verdict::Better, "better"),
+        (Verdict::Worse, "worse"),
+    ];
+    for (v, name) in names {
+        assert_eq!(serde_json::to_value(v).unwrap(), name);
+        assert_eq!(v.to_string(), name);
+    }
+}
+
+#[test]
+fn holm_adjusts_every_tested_arm_and_widens_intervals_only_for_several() {
+    let row = |p: Option<f64>| {
+        let tested = VsControl {
+            p_value: p,
+            p_adjusted: None,
+            ..vs(true, None, 0.2, [0.1, 0.3])
+        };
+        variant("v", Some(tested))
+    };
+    let adjusted = |rows: &[VariantReport]| -> Vec<(Option<f64>, bool)> {
+        rows.iter()
+            .map(|r| {
+                let vs = r.vs_control.as_ref().unwrap();
+                (vs.p_adjusted, vs.rel_ci_adjusted.is_some())
+            })
+            .collect()
+    };
+    let mut one = [row(Some(0.01)), row(None)];
+    adjust_for_several_arms(&mut one, 0.05);
+    assert_eq!(adjusted(&one), [(Some(0.01), false), (None, false)]);
+    let mut two = [row(Some(0.01)), row(Some(0.04))];
+    adjust_for_several_arms(&mut two, 0.05);
+    assert_eq!(adjusted(&two), [(Some(0.02), true), (Some(0.04), true)]);
+}
+
+#[test]
+fn large_lifts_past_the_gate_are_flagged() {
+    let mut rows = [
+        variant("control", None),
+        variant("big", Some(vs(true, Some(0.01), 0.8, [0.1, 1.5]))),
+        variant("small", Some(vs(true, Some(0.01), 0.2, [0.1, 0.3]))),
+        variant("early", Some(vs(false, Some(0.01), 0.9, [0.1, 1.5]))),
+    ];
+    let warnings = give_verdicts(&mut rows, false, 0.05);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].starts_with("big: a lift of more than 50 %"));
+    let verdicts: Vec<_> = rows
+        .iter()
+        .filter_map(|r| Some(r.vs_control.as_ref()?.verdict))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [Verdict::Better, Verdict::Better, Verdict::NotEnoughData]
+    );
+}
+
+#[test]
+fn probability_to_be_best_needs_three_arms_with_data() {
+    assert!(probability_best(&[arm(5, 5), arm(6, 4)]).is_none());
+    assert!(probability_best(&[arm(5, 5), arm(6, 4), arm(0, 0)]).is_none());
+    let p = probability_best(&[arm(5, 95), arm(50, 50), arm(6, 94)]).unwrap();
+    assert_eq!(p.len(), 3);
+    assert!(p[1] > 0.99, "{p:?}");
+    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{p:?}");
+}
+
+#[test]
+fn data_warnings_come_in_a_fixed_order() {
+    let arms = Arms {
+        arms: Vec::new(),
+        multiple: 2,
+        unknown: 3,
+        closed_before_exposure: 4,
+    };
+    let revenue = Revenue {
+        cap: None,
+        currencies: ["EUR".to_string(), "USD".to_string()].into(),
+        won_without_amount: 5,
+    };
+    let w = data_warnings(Unit::Rep, true, Some(1e-5), &arms, &revenue);
+    let starts: Vec<&str> = w.iter().map(|w| &w[..w.len().min(14)]).collect();
+    assert_eq!(
+        starts,
+        [
+            "no exposures y",
+            "sample ratio m",
+            "2 unit(s) saw ",
+            "3 unit(s) are ",
+            "won amounts ar",
+            "5 won deal(s) ",
+            "4 deal(s) clos",
+            "unit: rep: eff",
+        ]
+    );
+    assert!(w[4].contains("(EUR, USD)"), "{}", w[4]);
+    let none = data_warnings(
+        Unit::Deal,
+        false,
+        None,
+        &Arms::default(),
+        &Revenue::default(),
+    );
+    assert!(none.is_empty(), "{none:?}");
+}
+
+#[test]
+fn a_variant_row_has_no_rate_without_a_denominator() {
+    let revenue = Revenue::default();
+    let v = VariantDef {
+        id: "short".into(),
+        weight: 2.0,
+        control: false,
+    };
+    let empty = arm_figures(Unit::Deal, &[], Metric::Closed, &revenue);
+    let row = variant_row(&v, Unit::Deal, &empty);
+    assert_eq!((row.id.as_str(), row.weight, row.units), ("short", 2.0, 0));
+    assert!(row.win_rate.is_none() && row.win_rate_ci.is_none() && row.vs_control.is_none());
+    let one = arm_figures(
+        Unit::Deal,
+        &[unit_of(vec![deal(true, Some(4.0), "USD")])],
+        Metric::Closed,
+        &revenue,
+    );
+    let row = variant_row(&v, Unit::Deal, &one);
+    assert_eq!((row.win_rate, row.revenue_per_unit), (Some(1.0), Some(4.0)));
+    assert!(row.win_rate_ci.is_some());
+}
+
+#[test]
+fn the_comparison_below_the_gate_says_how_many_units_are_missing() {
+    let opts = opts("2026-11-22");
+    let figures = [arm(10, 30), arm(14, 26)];
+    let below = versus_baseline(&figures, 0, 1, &opts);
+    assert!(!below.enough_data);
+    assert!(below.needed_units_per_arm.is_some_and(|n| n > 0));
+    let lift = (14.0 / 40.0 - 0.25) / 0.25;
+    assert!((below.rel_lift.unwrap() - lift).abs() < 1e-12);
+    assert!(below.p_adjusted.is_none(), "Holm comes later");
+
+    let figures = [arm(60, 180), arm(80, 170)];
+    let past = versus_baseline(&figures, 0, 1, &opts);
+    assert!(past.enough_data && past.needed_units_per_arm.is_none());
+    assert!(
+        past.revenue_rel_lift.is_none(),
+        "no amounts, no revenue comparison"
+    );
 }

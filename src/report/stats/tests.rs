@@ -1,6 +1,6 @@
-//! Every test vector of STATS.md §7 (and the statrs CDF vectors it quotes), to the
-//! precision given there: a value given with `d` decimals must agree to half a unit of the
-//! last decimal.
+//! Every test vector of docs/statistics.md#test-vectors (and the statrs CDF vectors it
+//! quotes), to the precision given there: a value given with `d` decimals must agree to
+//! half a unit of the last decimal.
 
 use super::*;
 
@@ -29,7 +29,7 @@ fn means_b() -> Moments {
 
 #[test]
 fn srm_vector() {
-    // §7.2: check_srm([1000, 1200], [0.5, 0.5]) = 0.000020079 (χ² = 18.1818).
+    // Test vectors, SRM: check_srm([1000, 1200], [0.5, 0.5]) = 0.000020079 (χ² = 18.1818).
     close(srm_p(&[1000, 1200], &[0.5, 0.5]).unwrap(), 0.000020079, 9);
     // A perfectly balanced split is not a mismatch; unequal weights are honoured.
     close(srm_p(&[500, 500], &[1.0, 1.0]).unwrap(), 1.0, 9);
@@ -42,7 +42,8 @@ fn srm_vector() {
 
 #[test]
 fn frequentist_means_vectors() {
-    // §7.3.1: means 0.41 / 0.70, variances 15.21 / 38.44, Welch ν ≈ 5841.7.
+    // Test vectors, Welch on sample means: means 0.41 / 0.70, variances 15.21 / 38.44,
+    // Welch ν ≈ 5841.7.
     let (a, b) = (means_a(), means_b());
     close(a.mean, 0.41, 2);
     close(b.mean, 0.70, 2);
@@ -66,7 +67,7 @@ fn frequentist_means_vectors() {
 
 #[test]
 fn frequentist_proportions_vector() {
-    // §7.3.2: A = 14/28, B = 16/30, relative.
+    // Test vectors, Welch on proportions: A = 14/28, B = 16/30, relative.
     let a = Moments::proportion(28, 14).unwrap();
     let b = Moments::proportion(30, 16).unwrap();
     let r = welch_two_sided(&effect(&a, &b, Scale::Relative).unwrap(), 0.05).unwrap();
@@ -78,7 +79,7 @@ fn frequentist_proportions_vector() {
 
 #[test]
 fn frequentist_one_sided_vector() {
-    // §7.3.3: A n = 3000 with the same sums, B as in §7.3.1.
+    // Test vectors, one-sided: A n = 3000 with the same sums, B as for sample means.
     let a = Moments::sample_mean(3000, 1396.87, 52377.9767).unwrap();
     let e = effect(&a, &means_b(), Scale::Relative).unwrap();
     close(e.delta, 0.503361, 6);
@@ -102,7 +103,8 @@ fn effects_that_cannot_be_computed_are_none() {
 
 #[test]
 fn sequential_vectors() {
-    // §7.4.1: proportions A = 1396/3000, B = 2422/3461, N* = 5000, α = 0.05 (relative).
+    // Test vectors, sequential: proportions A = 1396/3000, B = 2422/3461, N* = 5000,
+    // α = 0.05 (relative).
     let a = Moments::proportion(3000, 1396).unwrap();
     let b = Moments::proportion(3461, 2422).unwrap();
     let e = effect(&a, &b, Scale::Relative).unwrap();
@@ -113,7 +115,7 @@ fn sequential_vectors() {
     close(s.p, 0.0, 6);
     assert!((s.p / 5.2e-44 - 1.0).abs() < 0.05, "p = {}", s.p);
 
-    // §7.4.2: the half-width in units of se at N = N* (and at 1000 and 20000).
+    // Test vectors, sequential: the half-width in units of se at N = N* (and at 1000 and 20000).
     let unit = Effect {
         delta: 0.0,
         se: 1.0,
@@ -135,7 +137,7 @@ fn s_width(ci: (f64, f64)) -> f64 {
 
 #[test]
 fn bayesian_vectors() {
-    // §7.5.1: A = 49/100, B = 51/100.
+    // Test vectors, Bayesian: A = 49/100, B = 51/100.
     let a = Moments::proportion(100, 49).unwrap();
     let b = Moments::proportion(100, 51).unwrap();
     let r = bayes_flat(&effect(&a, &b, Scale::Relative).unwrap(), 0.05).unwrap();
@@ -146,7 +148,7 @@ fn bayesian_vectors() {
     close(r.risk[0], 0.0814, 4);
     close(r.risk[1], 0.04058, 5);
 
-    // §7.5.2: sample means, flat prior.
+    // Test vectors, Bayesian: sample means, flat prior.
     let a = Moments::sample_mean(10, 100.0, 1002.25).unwrap();
     let b = Moments::sample_mean(10, 105.0, 1111.5).unwrap();
     let r = bayes_flat(&effect(&a, &b, Scale::Relative).unwrap(), 0.05).unwrap();
@@ -157,7 +159,7 @@ fn bayesian_vectors() {
     close(r.risk[0], 0.05131, 5);
     close(r.risk[1], 0.00131, 5);
 
-    // §7.5.3: empty arms have no posterior; gbstats' default is a coin flip.
+    // Bayesian: empty arms have no posterior; gbstats' default is a coin flip.
     assert_eq!(Moments::proportion(0, 0), None);
     let d = Bayes::default();
     assert_eq!((d.chance_to_win, d.mean), (0.5, 0.0));
@@ -178,7 +180,7 @@ fn bayesian_vectors() {
 
 #[test]
 fn holm_and_adjusted_ci_vectors() {
-    // §7.6.
+    // Test vectors, Holm and the adjusted CI.
     let adjusted = holm(&[0.01, 0.04, 0.03, 0.005, 0.55, 0.6]);
     let expected = [0.05, 0.12, 0.12, 0.03, 1.0, 1.0];
     for (a, e) in adjusted.iter().zip(expected) {
@@ -192,7 +194,7 @@ fn holm_and_adjusted_ci_vectors() {
 
 #[test]
 fn proportion_interval_vectors() {
-    // §7.7: 7/50 at 95 %.
+    // Test vectors, proportion intervals: 7/50 at 95 %.
     close_pair(wilson(7, 50, Z_975).unwrap(), (0.069508, 0.261862), 6);
     close_pair(wald(7, 50, Z_975).unwrap(), (0.043822, 0.236178), 6);
     close_pair(
@@ -206,7 +208,8 @@ fn proportion_interval_vectors() {
 
 #[test]
 fn sample_size_and_power_vectors() {
-    // §7.7: 0.10 → 0.12, α = 0.05 two-sided, power 0.8 → 3838.10 → 3839 per arm.
+    // Test vectors, sample size and power: 0.10 → 0.12, α = 0.05 two-sided, power 0.8
+    // → 3838.10 → 3839 per arm.
     let n = sample_size_two_proportions(0.10, 0.12, 0.05, 0.8).unwrap();
     close(n, 3838.10, 2);
     assert_eq!(n.ceil(), 3839.0);
@@ -220,7 +223,8 @@ fn sample_size_and_power_vectors() {
 
 #[test]
 fn msprt_and_fixed_horizon_z_vectors() {
-    // §7.7: n = 1000 per arm, 100 vs 130 wins, θ₀ = 0; V = 0.2031 per unit.
+    // Test vectors, fixed-horizon z and mixture SPRT: n = 1000 per arm, 100 vs 130 wins,
+    // θ₀ = 0; V = 0.2031 per unit.
     let (pa, pb) = (0.100, 0.130);
     let v_unit = pa * (1.0 - pa) + pb * (1.0 - pb);
     close(v_unit, 0.2031, 4);
@@ -243,7 +247,7 @@ fn msprt_and_fixed_horizon_z_vectors() {
 
 #[test]
 fn statrs_students_t_cdf_vectors() {
-    // §7.7, from statrs' own tests: the dependency behaves as quoted.
+    // Test vectors, Student-t CDF, from statrs' own tests: the dependency behaves as quoted.
     let t = |dof: f64, x: f64| StudentsT::new(0.0, 1.0, dof).unwrap().cdf(x);
     close(t(1.0, 1.0), 0.75, 12);
     close(t(1.0, 2.0), 0.852416382349567, 12);

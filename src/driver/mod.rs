@@ -1,0 +1,453 @@
+//! One call's pipeline, pure: a client frame and the time it arrived in; everything that
+//! follows out — the `ready` frame, error replies, the decisions, card frames, the store
+//! records (call started and ended, exposures, feedback) and whether the connection should
+//! close.
+//!
+//! The live ingest socket (`server::ingest`), the demo (`server::demo`), `cuedeck replay`,
+//! `cuedeck simulate` and the session benchmark all run calls through [`CallDriver`], so
+//! "replay decides exactly as the live server" holds by construction: they differ only in
+//! the [`Host`] they pass (where wall-clock time, display ids and the decision latency come
+//! from, and whether a `start` may join its call) and in what they do with the [`Output`].
+//!
+//! No IO, no clock read, no tokio: [`SystemHost`] is the one host that reads the clock.
+
+use std::sync::Arc;
+
+use crate::engine::Engine;
+use crate::protocol::adapters::{Adapter, Kind};
+use crate::protocol::{
+    self, CardMsg, ClientMsg, ErrorCode, Feedback, ServerMsg, Start, Transcript,
+};
+use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
+use crate::store::{CallRow, ExposureRow, FeedbackRow, Record};
+use crate::timestamp::Timestamp;
+
+mod system;
+#[cfg(test)]
+mod tests;
+
+pub use system::SystemHost;
+
+/// What the driver asks of whoever runs it: everything that is not a pure function of the
+/// messages.
+pub trait Host {
+    /// Wall-clock time now: exposure, feedback and call timestamps.
+    fn now(&mut self) -> Timestamp;
+    /// A new display id for a decision logged at `now`; ids of one call sort in decision
+    /// order.
+    fn display_id(&mut self, now: Timestamp) -> String;
+    /// Microseconds from the frame's arrival to this decision.
+    fn engine_us(&mut self) -> u64;
+    /// May this `start` begin (or resume) its call? `Ok(Some(session))` resumes a parked
+    /// session; the default admits every call as new.
+    fn admit(&mut self, start: &Start) -> Result<Option<Session>, Refusal> {
+        let _ = start;
+        Ok(None)
+    }
+}
+
+/// Why a `start` was refused; sent to the client as an error frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// How a driver behaves; the same for every call of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// Bounds on the call's memory.
+    pub session: SessionLimits,
+    /// Error replies in a row after which the connection is closed (policy violation).
+    pub max_errors_in_a_row: u32,
+    /// Echo each transcript message back as a `transcript` frame (the demo viewer shows
+    /// the conversation with its cards).
+    pub echo_transcript: bool,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            session: SessionLimits::default(),
+            max_errors_in_a_row: u32::MAX,
+            echo_transcript: false,
+        }
+    }
+}
+
+/// A frame for the client that sent the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The `ready` frame answering a `start`.
+    Ready(String),
+    /// A bad message; the connection stays open (until too many come in a row).
+    Error { code: ErrorCode, message: String },
+    /// A shown card; also for the call's subscribers.
+    Card(Arc<str>),
+    /// A transcript line echoed back ([`DriverConfig::echo_transcript`]).
+    Transcript(String),
+}
+
+impl Reply {
+    /// The frame's JSON text.
+    pub fn to_json(&self) -> String {
+        match self {
+            Reply::Ready(json) | Reply::Transcript(json) => json.clone(),
+            Reply::Card(json) => json.to_string(),
+            Reply::Error { code, message } => ServerMsg::Error {
+                code: *code,
+                message,
+            }
+            .to_json(),
+        }
+    }
+}
+
+/// Why the connection should close after this frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client sent `end`.
+    Ended,
+    /// [`DriverConfig::max_errors_in_a_row`] bad messages in a row.
+    TooManyErrors,
+}
+
+/// What a text frame decoded to, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub kind: Kind,
+    /// Accepted, but carried nothing for the engine (a provider's control message).
+    pub ignored: bool,
+    /// Transcripts whose provider label was not mapped to a role.
+    pub unmapped_speakers: u32,
+}
+
+/// Everything one frame caused, in order. Reused across frames: [`Output::clear`].
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The decoded frame; `None` when it was not a valid message (an error reply says why)
+    /// or was handed over already decoded.
+    pub frame: Option<FrameInfo>,
+    /// Frames for the sender, in order.
+    pub replies: Vec<Reply>,
+    /// Store writes, in order. A caller queues them before sending the card replies, so a
+    /// shown card always has its exposure row.
+    pub records: Vec<Record>,
+    /// Every decision, shown or suppressed, in decision order.
+    pub decisions: Vec<Decision>,
+    /// The transcript text each decision was made on (parallel to `decisions`).
+    pub texts: Vec<Arc<str>>,
+    pub close: Option<Close>,
+}
+
+impl Output {
+    pub fn clear(&mut self) {
+        self.frame = None;
+        self.replies.clear();
+        self.records.clear();
+        self.decisions.clear();
+        self.texts.clear();
+        self.close = None;
+    }
+
+    /// Error replies in this output.
+    pub fn errors(&self) -> usize {
+        self.replies
+            .iter()
+            .filter(|r| matches!(r, Reply::Error { .. }))
+            .count()
+    }
+}
+
+/// A started call: its `start` message and session.
+#[derive(Debug)]
+struct Live {
+    start: Start,
+    session: Session,
+    /// Arrival time of the `start` (ms since the connection opened): the call clock's zero
+    /// for messages without `t_ms`.
+    started_ms: u64,
+}
+
+/// A call that ended (its connection closed): the session to park for a reconnect and the
+/// record that logs the end.
+#[derive(Debug)]
+pub struct Finished {
+    pub session: Session,
+    pub record: Record,
+}
+
+/// One connection's call, from `start` to `end`.
+#[derive(Debug)]
+pub struct CallDriver {
+    config: DriverConfig,
+    /// Turns the provider's frames into native messages.
+    adapter: Adapter,
+    live: Option<Live>,
+    /// Error replies since the last accepted message.
+    errors_in_a_row: u32,
+    /// `end` was received: later messages are not part of the call.
+    ended: bool,
+    /// The call time of the last transcript message: the clock of a message that has
+    /// neither `t_ms` nor an arrival time (a recording).
+    clock_ms: u64,
+}
+
+impl CallDriver {
+    /// A driver reading text frames through `adapter` (`?format=`).
+    pub fn new(config: DriverConfig, adapter: Adapter) -> CallDriver {
+        CallDriver {
+            adapter,
+            config,
+            live: None,
+            errors_in_a_row: 0,
+            ended: false,
+            clock_ms: 0,
+        }
+    }
+
+    /// The call's id, once started.
+    pub fn call_id(&self) -> Option<&str> {
+        self.live.as_ref().map(|l| l.start.call_id.as_str())
+    }
+
+    /// The call's session, once started.
+    pub fn session(&self) -> Option<&Session> {
+        self.live.as_ref().map(|l| &l.session)
+    }
+
+    /// `end` was received.
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Handles one text frame. `received_ms` is its arrival time in ms since the connection
+    /// opened, `None` for a recording (a message without `t_ms` then keeps the previous
+    /// call time).
+    pub fn on_text(
+        &mut self,
+        engine: &Engine,
+        text: &str,
+        received_ms: Option<u64>,
+        host: &mut impl Host,
+        out: &mut Output,
+    ) {
+        match self.adapter.decode(text) {
+            Err(e) => self.error(e.code, e.message, out),
+            Ok(decoded) => {
+                let ignored = decoded.ignored();
+                out.frame = Some(FrameInfo {
+                    kind: decoded.message_kind(),
+                    ignored,
+                    unmapped_speakers: decoded.unmapped_speakers,
+                });
+                if ignored {
+                    self.errors_in_a_row = 0; // a provider control message: accepted
+                }
+                for msg in decoded.messages {
+                    let is_start = matches!(msg, ClientMsg::Start(_));
+                    self.message(engine, msg, received_ms, host, out);
+                    if is_start && self.live.is_none() {
+                        break; // the start was refused: the rest of the frame has no call
+                    }
+                }
+            }
+        }
+        self.check_close(out);
+    }
+
+    /// Handles one message already decoded (the demo decodes to pace its lines).
+    pub fn on_message(
+        &mut self,
+        engine: &Engine,
+        msg: ClientMsg,
+        received_ms: Option<u64>,
+        host: &mut impl Host,
+        out: &mut Output,
+    ) {
+        self.message(engine, msg, received_ms, host, out);
+        self.check_close(out);
+    }
+
+    /// A binary frame: not part of the protocol.
+    pub fn on_binary(&mut self, out: &mut Output) {
+        self.error(
+            ErrorCode::BadMessage,
+            "binary frames are not supported: send JSON text frames".into(),
+            out,
+        );
+        self.check_close(out);
+    }
+
+    /// The connection is over: the session to park and the record of the call's end;
+    /// `None` when the call never started.
+    pub fn finish(self, host: &mut impl Host) -> Option<Finished> {
+        let live = self.live?;
+        let record = Record::CallEnded {
+            call_id: live.start.call_id,
+            ended_at: host.now(),
+        };
+        Some(Finished {
+            session: live.session,
+            record,
+        })
+    }
+
+    fn message(
+        &mut self,
+        engine: &Engine,
+        msg: ClientMsg,
+        received_ms: Option<u64>,
+        host: &mut impl Host,
+        out: &mut Output,
+    ) {
+        if self.ended {
+            return;
+        }
+        match msg {
+            ClientMsg::Start(start) => self.start(engine, start, received_ms, host, out),
+            ClientMsg::Transcript(t) => self.transcript(engine, t, received_ms, host, out),
+            ClientMsg::Feedback(f) => self.feedback(f, host, out),
+            ClientMsg::End(_) => {
+                if self.live.is_none() {
+                    return self.error(ErrorCode::Protocol, "`end` before `start`".into(), out);
+                }
+                self.errors_in_a_row = 0;
+                self.ended = true;
+            }
+        }
+    }
+
+    fn start(
+        &mut self,
+        engine: &Engine,
+        start: Start,
+        received_ms: Option<u64>,
+        host: &mut impl Host,
+        out: &mut Output,
+    ) {
+        if self.live.is_some() {
+            let message = "a second `start` on this connection".into();
+            return self.error(ErrorCode::Protocol, message, out);
+        }
+        let parked = match host.admit(&start) {
+            Ok(parked) => parked,
+            Err(refusal) => return self.error(refusal.code, refusal.message, out),
+        };
+        self.errors_in_a_row = 0;
+        let context = start.call_context();
+        let session = parked.unwrap_or_else(|| {
+            let info = CallInfo {
+                call_id: start.call_id.clone(),
+                deal_id: start.deal_id.clone(),
+                rep_id: start.rep_id.clone(),
+                context: context.clone(),
+            };
+            Session::new(info, self.config.session)
+        });
+        let library = engine.library();
+        out.replies.push(Reply::Ready(
+            ServerMsg::Ready {
+                call_id: &start.call_id,
+                library_version: library.version(),
+                cards: library.cards().len(),
+                max_visible: library.deck().max_visible,
+            }
+            .to_json(),
+        ));
+        // Sorted keys: the stored context reads the same for the same call.
+        let context: std::collections::BTreeMap<_, _> = context.0.into_iter().collect();
+        out.records.push(Record::CallStarted(CallRow {
+            call_id: start.call_id.clone(),
+            deal_id: start.deal_id.clone(),
+            rep_id: start.rep_id.clone(),
+            context: serde_json::to_string(&context).unwrap_or_else(|_| "{}".into()),
+            started_at: host.now(),
+        }));
+        self.live = Some(Live {
+            start,
+            session,
+            started_ms: received_ms.unwrap_or(0),
+        });
+    }
+
+    fn transcript(
+        &mut self,
+        engine: &Engine,
+        t: Transcript,
+        received_ms: Option<u64>,
+        host: &mut impl Host,
+        out: &mut Output,
+    ) {
+        let Some(live) = self.live.as_mut() else {
+            let message = "`transcript` before `start`".into();
+            return self.error(ErrorCode::Protocol, message, out);
+        };
+        self.errors_in_a_row = 0;
+        let t_ms = t.t_ms.unwrap_or(match received_ms {
+            Some(ms) => ms.saturating_sub(live.started_ms),
+            None => self.clock_ms,
+        });
+        self.clock_ms = t_ms;
+        let speaker = protocol::resolve_speaker(&live.start.speakers, &t);
+        if self.config.echo_transcript {
+            let line = ServerMsg::Transcript {
+                segment_id: t.segment_id.as_deref().unwrap_or_default(),
+                speaker,
+                text: &t.text,
+                is_final: t.is_final,
+                t_ms,
+            };
+            out.replies.push(Reply::Transcript(line.to_json()));
+        }
+        let u = Utterance {
+            segment_id: t.segment_id.as_deref(),
+            speaker,
+            text: &t.text,
+            is_final: t.is_final,
+            t_ms,
+        };
+        let first = out.decisions.len();
+        live.session.on_utterance(engine, &u, &mut out.decisions);
+        if out.decisions.len() == first {
+            return;
+        }
+        let text: Arc<str> = Arc::from(t.text);
+        let version = engine.library().version();
+        let info = live.session.info();
+        for d in &out.decisions[first..] {
+            let now = host.now();
+            let display_id = host.display_id(now);
+            let engine_us = host.engine_us();
+            if d.shown() {
+                let frame = ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json();
+                out.replies.push(Reply::Card(Arc::from(frame)));
+            }
+            let row = ExposureRow::from_decision(info, d, display_id, now, engine_us, version);
+            out.records.push(Record::Exposure(row));
+            out.texts.push(text.clone());
+        }
+    }
+
+    fn feedback(&mut self, f: Feedback, host: &mut impl Host, out: &mut Output) {
+        self.errors_in_a_row = 0;
+        out.records.push(Record::Feedback(FeedbackRow {
+            display_id: f.display_id,
+            ts: host.now(),
+            action: f.action.as_str().to_string(),
+        }));
+    }
+
+    fn error(&mut self, code: ErrorCode, message: String, out: &mut Output) {
+        self.errors_in_a_row = self.errors_in_a_row.saturating_add(1);
+        out.replies.push(Reply::Error { code, message });
+    }
+
+    fn check_close(&self, out: &mut Output) {
+        if self.errors_in_a_row >= self.config.max_errors_in_a_row {
+            out.close = Some(Close::TooManyErrors);
+        } else if self.ended {
+            out.close = Some(Close::Ended);
+        }
+    }
+}
