@@ -18,7 +18,14 @@
 //! - [`rules`] — card eligibility: speaker, `all` groups, `unless`, time range, call context.
 //! - [`experiment`] — sticky, stateless variant assignment (GrowthBook hash v2).
 //! - [`session`] — the per-call state machine: segments, once-per-segment decisions,
-//!   cooldowns, budgets, the minimum gap, experiment arms. `handle(message) → decisions`.
+//!   cooldowns, budgets, the minimum gap, experiment arms. `on_utterance → decisions`.
+//! - [`driver`] — one call's pipeline, the one owner of "a client frame in, everything that
+//!   follows out": the `ready` frame, error replies, decisions, card frames, store records,
+//!   when to close. Wall-clock time, display ids and admission come from a
+//!   [`driver::Host`]; the live ingest, the demo, replay, simulate and the session bench
+//!   all run calls through [`driver::CallDriver`], so they decide alike by construction.
+//! - [`timestamp`] — [`timestamp::Timestamp`], the one form of every stored or compared
+//!   time (UTC, milliseconds, RFC 3339 text that sorts as time).
 //! - [`engine`] — a library and its matcher, built together and swapped as one.
 //! - [`protocol`] — the native WebSocket messages: decoding with precise errors, encoding;
 //!   [`protocol::adapters`] turn each STT provider's live messages into native ones.
@@ -27,7 +34,7 @@
 //! - [`histogram`] — a lock-free duration histogram in the Prometheus text format.
 //! - `parallel` — work split over scoped threads (`map` in input order, `Task`), done in
 //!   place when no thread can be had: library loading and `Matcher::build`.
-//! - [`replay`] — a recorded call through the same [`session::Session`] the server uses.
+//! - [`replay`] — a recorded call through the same [`driver::CallDriver`] the server uses.
 //! - [`convert`] — a recorded Harper Valley Bank call → native or Deepgram stream lines.
 //! - [`backtest`] — `replay --summary` / `--diff`: per-card fire rates over many calls.
 //! - [`outcomes`] — CRM outcome input (webhook JSON, CSV rows) validated field by field.
@@ -39,7 +46,8 @@
 //! IO at the edges:
 //!
 //! - [`store`] — exposures, feedback, outcomes and calls in SQLite or PostgreSQL (sqlx),
-//!   written by one batching task behind a bounded queue.
+//!   written by one batching task behind a bounded queue; split by job: row types, URLs,
+//!   SQL text, the writer, bulk inserts, the report and dashboard reads.
 //! - [`server`] — the accept loop (a permit before `accept`), HTTP routes, the ingest and
 //!   subscriber WebSockets, the call registry (grace period for reconnects), bearer-token
 //!   roles (`server::auth`), hot reload (`server::reload`: file watch, SIGHUP, endpoint),
@@ -47,8 +55,8 @@
 //!   manager dashboard (`src/web/`), graceful shutdown.
 //! - [`config`] — `cuedeck.toml` + `CUEDECK_*` + flags, tokens, and the limits on
 //!   everything a client can grow.
-//! - [`simulate`] — `cuedeck simulate`: a realistic experiment (through the real
-//!   [`session::Session`]) with a known true effect, bulk-written to a store.
+//! - [`simulate`] — `cuedeck simulate`: a realistic experiment (through the same
+//!   [`driver::CallDriver`]) with a known true effect, bulk-written to a store.
 //! - [`cli`] — the `cuedeck` command line; the composition root (the only `anyhow` user).
 //!
 //! ## Data flow
@@ -56,16 +64,21 @@
 //! ```text
 //! serve:   cards dir ─► Library::load_dir ─► Engine::new (Matcher::build) ─► ArcSwap<Engine>
 //!                     └► Store::open ─► spawn_writer ─► StoreHandle (bounded queue)
-//! per call: WS frame ─► Adapter (?format=) ─► native messages (protocol::decode)
+//! per call: WS frame ─► server::ingest (socket only) ─► CallDriver::on_text (pure)
+//!             ─► Adapter (?format=) ─► native messages (protocol::decode)
 //!             ─► Session::on_utterance(&engine) (Matcher::normalize_and_find) ─► Decisions
-//!             ─► exposure Record ─► StoreHandle ─► writer ─► DB
-//!             ─► card frame ─► ingest socket + subscribers (bounded, slow ones dropped)
-//! replay:  file ─► Adapter (--format; hvb via convert) ─► Session::on_utterance (clock
-//!             from t_ms) ─► JSON lines, or backtest summary / diff
+//!             ─► driver::Output { replies, records, decisions, close }
+//!           ingest: records ─► StoreHandle ─► writer ─► DB, then
+//!                   card replies ─► ingest socket + subscribers (bounded, slow ones dropped)
+//! demo:    bundled call ─► CallDriver::on_message (paced; echo on; records dropped)
+//! replay:  file ─► CallDriver::on_text (clock from t_ms, no arrival times)
+//!             ─► JSON lines, or backtest summary / diff
+//! simulate: synthetic start + line per call ─► CallDriver ─► bulk insert
 //! ```
 //!
 //! Dependency rule: `normalize`, `library`, `matcher`, `rules`, `experiment` depend on no
-//! IO; `session` depends on them but not on tokio; `server` and `cli` wire things together.
+//! IO; `session` and `driver` depend on them but not on tokio or a clock; `server` and
+//! `cli` wire things together.
 //!
 //! ## Where this departs from the first design, and why
 //!

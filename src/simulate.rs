@@ -253,7 +253,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
         let call_count = 1 + host.rng.below(3);
         let mut arm = None;
         for c in 0..call_count {
-            let start = first.add(Duration::days(c as i64 * (1 + host.rng.below(10) as i64)));
+            let start = first + Duration::days(c as i64 * (1 + host.rng.below(10) as i64));
             if start >= now {
                 break;
             }
@@ -299,7 +299,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
                     Record::CallEnded { .. } | Record::Feedback(_) => {}
                 }
             }
-            let ended = start.add(Duration::minutes(20 + host.rng.below(30) as i64));
+            let ended = start + Duration::minutes(20 + host.rng.below(30) as i64);
             if let Some(call) = call_row {
                 let ended_at = Some(ended);
                 calls.push(FinishedCall { call, ended_at });
@@ -320,7 +320,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
         summary.variants[arm].1 += 1;
 
         // The deal's outcome.
-        let closes = first.add(Duration::days(7 + host.rng.below(69) as i64));
+        let closes = first + Duration::days(7 + host.rng.below(69) as i64);
         let won = host.rng.unit() < rates[arm];
         let amount = (12_000.0 * (0.6 * host.rng.normal()).exp() * 100.0).round() / 100.0;
         if host.rng.below(10) == 0 {
@@ -330,7 +330,7 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
                 amount: Some(amount),
                 currency: Some("USD".into()),
                 closed_at: None,
-                received_at: first.add(Duration::days(1)).to_string(),
+                received_at: (first + Duration::days(1)).to_string(),
             });
         }
         if closes < now {

@@ -81,9 +81,13 @@ impl Timestamp {
             unix_ms: self.unix_ms.saturating_add(ms),
         }
     }
+}
 
-    /// This instant plus a `time` duration, truncated to milliseconds.
-    pub fn add(self, d: time::Duration) -> Timestamp {
+/// Plus a `time` duration, truncated to milliseconds, saturating.
+impl std::ops::Add<time::Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, d: time::Duration) -> Timestamp {
         let ms = i64::try_from(d.whole_milliseconds()).unwrap_or(if d.is_negative() {
             i64::MIN
         } else {
@@ -229,7 +233,7 @@ mod tests {
     fn adds_durations() {
         let t = Timestamp::parse("2026-11-23").unwrap();
         assert_eq!(
-            t.add(time::Duration::days(1)).to_string(),
+            (t + time::Duration::days(1)).to_string(),
             "2026-11-24T00:00:00.000Z"
         );
         assert_eq!(t.add_ms(-1).to_string(), "2026-11-22T23:59:59.999Z");
