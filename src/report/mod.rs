@@ -289,10 +289,7 @@ pub enum Verdict {
 impl std::fmt::Display for Verdict {
     /// The serialized name, so that CSV and JSON spell it alike.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(name)) => f.write_str(&name),
-            _ => Err(std::fmt::Error),
-        }
+        f.write_str(crate::names::name_of(self))
     }
 }
 
