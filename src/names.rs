@@ -19,7 +19,7 @@ use serde::ser::{self, Impossible, Serialize};
 pub fn name_of<T: Serialize>(value: &T) -> &'static str {
     match value.serialize(VariantName) {
         Ok(name) => name,
-        Err(NotAUnitVariant) => panic!(
+        Err(_) => panic!(
             "{} does not serialize as a unit variant",
             std::any::type_name::<T>()
         ),
@@ -88,33 +88,32 @@ impl fmt::Display for UnknownName {
 
 impl std::error::Error for UnknownName {}
 
-/// `Deserialize` for a field that holds a unit enum's name, whose error is
-/// [`UnknownName`]'s text (serde's own lists the names in backticks):
-/// `#[serde(deserialize_with = "crate::names::deserialize")]`.
-pub fn deserialize<'de, D, T>(de: D) -> Result<T, D::Error>
-where
-    D: de::Deserializer<'de>,
-    T: DeserializeOwned,
-{
-    let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(de)?;
-    parse_name(&s).map_err(de::Error::custom)
+/// The error of the probes: [`VariantNames`] carries the variant list out of
+/// `deserialize_enum` in it; anything else is `Other` (for [`VariantName`], a value that is
+/// not a unit variant).
+#[derive(Debug)]
+enum Probe {
+    Variants(&'static [&'static str]),
+    Other,
 }
 
-/// The error of [`VariantName`]: the value was not a unit variant.
-#[derive(Debug)]
-struct NotAUnitVariant;
-
-impl fmt::Display for NotAUnitVariant {
+impl fmt::Display for Probe {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not a unit variant")
+        f.write_str("not a unit enum")
     }
 }
 
-impl std::error::Error for NotAUnitVariant {}
+impl std::error::Error for Probe {}
 
-impl ser::Error for NotAUnitVariant {
+impl ser::Error for Probe {
     fn custom<M: fmt::Display>(_: M) -> Self {
-        NotAUnitVariant
+        Probe::Other
+    }
+}
+
+impl de::Error for Probe {
+    fn custom<M: fmt::Display>(_: M) -> Self {
+        Probe::Other
     }
 }
 
@@ -123,29 +122,29 @@ struct VariantName;
 
 macro_rules! refuse {
     ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<$ok, NotAUnitVariant> {
-            Err(NotAUnitVariant)
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, Probe> {
+            Err(Probe::Other)
         })*
     };
 }
 
 impl ser::Serializer for VariantName {
     type Ok = &'static str;
-    type Error = NotAUnitVariant;
-    type SerializeSeq = Impossible<&'static str, NotAUnitVariant>;
-    type SerializeTuple = Impossible<&'static str, NotAUnitVariant>;
-    type SerializeTupleStruct = Impossible<&'static str, NotAUnitVariant>;
-    type SerializeTupleVariant = Impossible<&'static str, NotAUnitVariant>;
-    type SerializeMap = Impossible<&'static str, NotAUnitVariant>;
-    type SerializeStruct = Impossible<&'static str, NotAUnitVariant>;
-    type SerializeStructVariant = Impossible<&'static str, NotAUnitVariant>;
+    type Error = Probe;
+    type SerializeSeq = Impossible<&'static str, Probe>;
+    type SerializeTuple = Impossible<&'static str, Probe>;
+    type SerializeTupleStruct = Impossible<&'static str, Probe>;
+    type SerializeTupleVariant = Impossible<&'static str, Probe>;
+    type SerializeMap = Impossible<&'static str, Probe>;
+    type SerializeStruct = Impossible<&'static str, Probe>;
+    type SerializeStructVariant = Impossible<&'static str, Probe>;
 
     fn serialize_unit_variant(
         self,
         _name: &'static str,
         _index: u32,
         variant: &'static str,
-    ) -> Result<&'static str, NotAUnitVariant> {
+    ) -> Result<&'static str, Probe> {
         Ok(variant)
     }
 
@@ -176,16 +175,16 @@ impl ser::Serializer for VariantName {
         serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<&'static str, NotAUnitVariant> {
-        Err(NotAUnitVariant)
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<&'static str, Probe> {
+        Err(Probe::Other)
     }
 
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         _: &T,
-    ) -> Result<&'static str, NotAUnitVariant> {
-        Err(NotAUnitVariant)
+    ) -> Result<&'static str, Probe> {
+        Err(Probe::Other)
     }
 
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -194,29 +193,8 @@ impl ser::Serializer for VariantName {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<&'static str, NotAUnitVariant> {
-        Err(NotAUnitVariant)
-    }
-}
-
-/// The error of [`VariantNames`]: carries the variant list out of `deserialize_enum`.
-#[derive(Debug)]
-enum Probe {
-    Variants(&'static [&'static str]),
-    NotAnEnum,
-}
-
-impl fmt::Display for Probe {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("names probe")
-    }
-}
-
-impl std::error::Error for Probe {}
-
-impl de::Error for Probe {
-    fn custom<M: fmt::Display>(_: M) -> Self {
-        Probe::NotAnEnum
+    ) -> Result<&'static str, Probe> {
+        Err(Probe::Other)
     }
 }
 
@@ -227,7 +205,7 @@ impl<'de> de::Deserializer<'de> for VariantNames {
     type Error = Probe;
 
     fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probe> {
-        Err(Probe::NotAnEnum)
+        Err(Probe::Other)
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
