@@ -7,6 +7,11 @@
 //! cargo run --release --example echo_server -- 127.0.0.1:7701
 //! ```
 
+#![allow(
+    unsafe_code,
+    reason = "resource usage, open-file limits and signals through libc, each call commented"
+)]
+
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;

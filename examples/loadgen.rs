@@ -32,6 +32,11 @@
 //!     --calls 5000 --server-pid PID
 //! ```
 
+#![allow(
+    unsafe_code,
+    reason = "resource usage, open-file limits and signals through libc, each call commented"
+)]
+
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -539,6 +539,10 @@ fn spawn_sighup_reload(state: std::sync::Arc<crate::server::AppState>) {
 /// Every call is a socket: raise the soft `nofile` limit to the hard limit, as servers
 /// holding many idle connections do (a soft limit of 1,024 would cap a node at ~1,000
 /// calls). The hard limit is the operator's; `limits.max_connections` still applies.
+#[allow(
+    unsafe_code,
+    reason = "the one audited unsafe block: two libc calls on a local struct"
+)]
 fn raise_nofile_limit() {
     #[cfg(unix)]
     // SAFETY: getrlimit/setrlimit read and write only the local struct passed by pointer.

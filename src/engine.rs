@@ -1,6 +1,8 @@
 //! An [`Engine`] is one loaded library plus its phrase automaton: everything a call needs
 //! to decide which cards to show. It is immutable; a reload builds a new one and swaps it.
 
+#![warn(missing_docs)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::library::Library;
@@ -27,10 +29,12 @@ impl Engine {
         })
     }
 
+    /// The cards, deck settings and vocabulary this engine was built from.
     pub fn library(&self) -> &Library {
         &self.library
     }
 
+    /// The automaton over every trigger phrase of the library.
     pub fn matcher(&self) -> &Matcher {
         &self.matcher
     }

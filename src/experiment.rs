@@ -4,6 +4,8 @@
 //! over UTF-8 bytes, then cumulative normalized weights map `n` to a variant. The same deal
 //! gets the same variant on every call and every node.
 
+#![warn(missing_docs)]
+
 use crate::library::Experiment;
 
 /// FNV-1a, 32 bit, over bytes.

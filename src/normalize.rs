@@ -7,6 +7,8 @@
 //! A leaf module: it depends on nothing else in the crate, so that `library` and `matcher`
 //! can both use it without depending on each other.
 
+#![warn(missing_docs)]
+
 /// Normalizes `text` into `out` (cleared first). The result always starts and ends with a
 /// space; text with no letters or digits normalizes to a single space.
 pub fn normalize_into(text: &str, out: &mut String) {

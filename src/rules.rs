@@ -2,6 +2,8 @@
 //! hold on a message (docs/cards.md#matching-rules). The display policy (cooldowns,
 //! budgets, gap) is applied afterwards by the session.
 
+#![warn(missing_docs)]
+
 use std::collections::BTreeMap;
 
 use crate::library::{Card, Speaker, When};
@@ -12,6 +14,7 @@ use crate::matcher::{Matcher, PatternId, Role};
 pub struct CallContext(pub BTreeMap<String, Vec<String>>);
 
 impl CallContext {
+    /// The values of `key`; empty when the call did not give it.
     pub fn get(&self, key: &str) -> &[String] {
         self.0.get(key).map_or(&[], Vec::as_slice)
     }
@@ -43,6 +46,7 @@ pub fn speaker_allows(card: &Card, speaker: Speaker) -> bool {
 pub struct ScopeHits {
     /// Bit `g` set when a phrase of `all` group `g` was found.
     pub all_groups: u64,
+    /// An `unless` phrase was found: the card must not fire.
     pub unless: bool,
 }
 

@@ -10,6 +10,8 @@
 //! cooldown, card max per call, deck budget, deck minimum gap — and emit one [`Decision`]
 //! per card, shown or suppressed with its reason.
 
+#![warn(missing_docs)]
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -22,9 +24,13 @@ use crate::rules::{self, CallContext, ScopeHits};
 /// Who the call is for, from its `start` message.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallInfo {
+    /// The call's id, unique while it is live.
     pub call_id: String,
+    /// The CRM deal: the unit of deal-level experiments and of outcomes.
     pub deal_id: Option<String>,
+    /// The rep: the unit of rep-level experiments.
     pub rep_id: Option<String>,
+    /// Targeting facts (`when` conditions match against these).
     pub context: CallContext,
 }
 
@@ -52,9 +58,13 @@ impl Default for SessionLimits {
 /// One transcript message, already decoded and with its speaker resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Utterance<'a> {
+    /// The provider's segment id; `None` groups consecutive messages of one speaker.
     pub segment_id: Option<&'a str>,
+    /// Who spoke.
     pub speaker: Speaker,
+    /// The segment's text so far (a partial) or in full (a final).
     pub text: &'a str,
+    /// The segment is complete: no later message changes it.
     pub is_final: bool,
     /// The call clock: the message's `t_ms`, or the receive time since `start`.
     pub t_ms: u64,
@@ -64,15 +74,22 @@ pub struct Utterance<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
+    /// The card reached the rep.
     Shown,
+    /// The call is in the experiment's control arm: logged, not shown.
     Control,
+    /// The card was shown less than its `cooldown_seconds` ago.
     Cooldown,
+    /// The card was already shown `max_per_call` times.
     MaxPerCall,
+    /// The deck's `max_cards_per_call` is used up.
     Budget,
+    /// Another card of equal or higher priority was shown within `min_gap_seconds`.
     Gap,
 }
 
 impl Reason {
+    /// Every reason, in the order metrics list them.
     pub const ALL: [Reason; 6] = [
         Reason::Shown,
         Reason::Control,
@@ -82,7 +99,7 @@ impl Reason {
         Reason::Gap,
     ];
 
-    /// The name logged and reported (`max_per_call`), from the serde attributes.
+    /// The reason's name as logged (`max_per_call`), from the serde attributes.
     pub fn as_str(self) -> &'static str {
         crate::names::name_of(&self)
     }
@@ -91,22 +108,32 @@ impl Reason {
 /// The experiment arm a decision was made in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arm {
+    /// The experiment's `key`.
     pub experiment_key: String,
+    /// The variant's `id`.
     pub variant: String,
     /// Index into the card's experiment variants.
     pub index: usize,
+    /// The variant has `show: false`: decisions are logged but not shown.
     pub control: bool,
 }
 
 /// One card decision: shown, or suppressed with a reason. Every decision is logged.
 #[derive(Debug, Clone)]
 pub struct Decision {
+    /// The card decided on.
     pub card: Arc<Card>,
+    /// The call's arm when the card is in an experiment and the call is enrolled.
     pub arm: Option<Arm>,
+    /// Shown, or why not.
     pub reason: Reason,
+    /// The normalized `any` phrase that triggered the card.
     pub phrase: Arc<str>,
+    /// Who said it.
     pub speaker: Speaker,
+    /// The segment it was said in (`auto-N` when the provider gave none).
     pub segment_id: Arc<str>,
+    /// The call time of the message that triggered it.
     pub t_ms: u64,
 }
 
@@ -116,10 +143,12 @@ impl Decision {
         self.reason == Reason::Shown
     }
 
+    /// The arm's variant id, if enrolled.
     pub fn variant_id(&self) -> Option<&str> {
         self.arm.as_ref().map(|a| a.variant.as_str())
     }
 
+    /// The arm's experiment key, if enrolled.
     pub fn experiment_key(&self) -> Option<&str> {
         self.arm.as_ref().map(|a| a.experiment_key.as_str())
     }
@@ -151,12 +180,18 @@ impl Decision {
     }
 }
 
+/// One utterance as the provider segments it: partials grow its text until a final.
 #[derive(Debug)]
 struct Segment {
+    /// The provider's id, or `auto-N` for an implicit segment.
     id: Arc<str>,
+    /// Who spoke last in it (window scopes listen only to a card's speakers).
     speaker: Speaker,
+    /// Complete: later messages for it are ignored.
     is_final: bool,
+    /// Opened without a provider id (consecutive messages of one speaker).
     implicit: bool,
+    /// Call time of its latest message (window scopes and pruning).
     last_t_ms: u64,
     /// Normalized text of the latest message (kept to re-match after a reload).
     text: String,
@@ -170,31 +205,47 @@ struct Segment {
     decided: Vec<Arc<str>>,
 }
 
+/// What the display policy remembers of one card in this call.
 #[derive(Debug, Default, Clone, Copy)]
 struct CardState {
+    /// Call time it was last shown (or held back in the control arm): for its cooldown.
     last_ms: Option<u64>,
+    /// Times shown (or held back in control): for its `max_per_call`.
     count: u32,
 }
 
 /// The state of one call.
 #[derive(Debug)]
 pub struct Session {
+    /// Who the call is for (experiment units, `when` conditions, exposure rows).
     info: CallInfo,
+    /// Memory bounds: segments kept and open, transcript bytes.
     limits: SessionLimits,
+    /// The engine generation the segments' pattern ids belong to; a reload changes it and
+    /// the kept text is matched again.
     generation: u64,
+    /// Open and recently closed segments, oldest first (window scopes look back over them).
     segments: VecDeque<Segment>,
+    /// Sum of the segments' normalized text, held under `limits.max_transcript_bytes`.
     transcript_bytes: usize,
+    /// Number of the next implicit segment (`auto-N`).
     next_auto: u64,
+    /// Cooldown and count per card id.
     cards: HashMap<Arc<str>, CardState>,
+    /// Cards shown in this call: the deck budget.
     shown_total: u32,
+    /// Call time and priority of the last card shown: the deck's minimum gap.
     last_shown: Option<(u64, u32)>,
     /// Sticky arm per experiment key for this call.
     arms: HashMap<String, String>,
+    /// Reused buffer for a message's normalized text (no allocation per message).
     scratch: String,
+    /// Reused buffer for a message's patterns.
     scratch_patterns: Vec<PatternId>,
 }
 
 impl Session {
+    /// A call with nothing said yet.
     pub fn new(info: CallInfo, limits: SessionLimits) -> Session {
         Session {
             info,
@@ -212,6 +263,7 @@ impl Session {
         }
     }
 
+    /// Who the call is for.
     pub fn info(&self) -> &CallInfo {
         &self.info
     }

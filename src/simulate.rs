@@ -15,10 +15,11 @@
 use time::{Duration, OffsetDateTime};
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::driver::{CallDriver, DriverConfig, Host, Output};
 use crate::engine::Engine;
-use crate::library::{Card, Experiment};
+use crate::library::{Card, Experiment, Speaker};
 use crate::protocol::adapters::{Adapter, CallSetup, Format};
 use crate::protocol::{ClientMsg, ContextValue, Start, Transcript};
 use crate::store::{ExposureRow, FinishedCall, OutcomeRow, Record, Store, StoreError};
@@ -168,60 +169,11 @@ impl Host for SimHost {
 
 /// Runs the simulation into `store`.
 pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSummary, SimError> {
-    if !(p.base_rate > 0.0 && p.base_rate < 1.0) {
-        return Err(SimError::BadParam(
-            "the base rate must be between 0 and 1".into(),
-        ));
-    }
-    if !(p.lift > -1.0 && p.base_rate * (1.0 + p.lift) < 1.0) {
-        return Err(SimError::BadParam(format!(
-            "a lift of {} makes a win rate outside 0..1 from the base rate {}",
-            p.lift, p.base_rate
-        )));
-    }
-    if p.days == 0 {
-        return Err(SimError::BadParam("days must be at least 1".into()));
-    }
-    let lib = engine.library();
-    let with_exp = |card: &&std::sync::Arc<Card>| card.experiment.is_some();
-    let card = match &p.experiment {
-        None => lib
-            .cards()
-            .iter()
-            .find(with_exp)
-            .ok_or(SimError::NoExperiment)?,
-        Some(key) => lib
-            .cards()
-            .iter()
-            .filter(with_exp)
-            .find(|c| c.experiment.as_ref().is_some_and(|e| e.key == *key))
-            .ok_or_else(|| SimError::UnknownExperiment {
-                key: key.clone(),
-                known: lib
-                    .cards()
-                    .iter()
-                    .filter_map(|c| c.experiment.as_ref().map(|e| e.key.clone()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?,
-    };
+    check_params(p)?;
+    let card = pick_card(engine, p.experiment.as_deref())?;
     let exp: &Experiment = card.experiment.as_ref().ok_or(SimError::NoExperiment)?;
-    let baseline = exp.variants.iter().position(|v| !v.show).unwrap_or(0);
-    let rates: Vec<f64> = (0..exp.variants.len())
-        .map(|i| {
-            if i == baseline {
-                p.base_rate
-            } else {
-                p.base_rate * (1.0 + p.lift)
-            }
-        })
-        .collect();
-    let line = trigger_line(card);
-    let context = context_for(card);
-    let speaker = card.triggers.speaker.example_speaker();
-    // Inside the card's time range, if it has one.
-    let t_ms = u64::from(card.triggers.from_seconds.unwrap_or(0)) * 1000;
-
+    let rates = win_rates(exp, p);
+    let script = Script::for_card(card);
     let mut calls: Vec<FinishedCall> = Vec::with_capacity(BATCH);
     let mut exposures: Vec<ExposureRow> = Vec::with_capacity(BATCH);
     let mut outcomes: Vec<OutcomeRow> = Vec::new();
@@ -240,15 +192,17 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
             .collect(),
     };
     let span_ms = i64::from(p.days) * 86_400_000;
+    let now = Timestamp::from(p.now);
     let mut host = SimHost {
         rng: Rng(p.seed),
-        now: Timestamp::from(p.now),
+        now,
     };
-    let now = Timestamp::from(p.now);
     let mut out = Output::default();
     for d in 0..p.deals {
-        let deal_id = format!("sim-d-{d:06}");
-        let rep_id = format!("sim-rep-{:02}", host.rng.below(25) + 1);
+        let deal = Deal {
+            id: format!("sim-d-{d:06}"),
+            rep_id: format!("sim-rep-{:02}", host.rng.below(25) + 1),
+        };
         let first = now.add_ms(-(host.rng.below(span_ms as u64) as i64 + 3_600_000));
         let call_count = 1 + host.rng.below(3);
         let mut arm = None;
@@ -258,52 +212,26 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
                 break;
             }
             let call_id = format!("sim-c-{d:06}-{c}");
-            let mut start_msg = Start::new(&call_id);
-            start_msg.deal_id = Some(deal_id.clone());
-            start_msg.rep_id = Some(rep_id.clone());
-            start_msg.context = context.clone();
-            let said = Transcript::new(Some("s-1"), speaker, &line, true, Some(t_ms));
-            let mut driver = CallDriver::new(
-                DriverConfig::default(),
-                Adapter::new(Format::Native, CallSetup::default()),
-            );
-            out.clear();
-            host.now = start;
-            driver.on_message(
-                engine,
-                ClientMsg::Start(start_msg),
-                None,
-                &mut host,
-                &mut out,
-            );
-            // Decisions are stamped at their place on the call clock.
-            host.now = start.add_ms(t_ms as i64);
-            driver.on_message(
-                engine,
-                ClientMsg::Transcript(said),
-                None,
-                &mut host,
-                &mut out,
-            );
+            script.run(engine, &deal, &call_id, start, &mut host, &mut out);
             if let Some(dec) = out.decisions.iter().find(|dec| dec.card.id == card.id) {
                 arm = dec.arm.as_ref().map(|a| a.index);
             }
-            let mut call_row = None;
+            let ended = start + Duration::minutes(20 + host.rng.below(30) as i64);
             for record in out.records.drain(..) {
                 match record {
-                    Record::CallStarted(row) => call_row = Some(row),
+                    Record::CallStarted(call) => {
+                        calls.push(FinishedCall {
+                            call,
+                            ended_at: Some(ended),
+                        });
+                        summary.calls += 1;
+                    }
                     Record::Exposure(row) => {
                         exposures.push(row);
                         summary.exposures += 1;
                     }
                     Record::CallEnded { .. } | Record::Feedback(_) => {}
                 }
-            }
-            let ended = start + Duration::minutes(20 + host.rng.below(30) as i64);
-            if let Some(call) = call_row {
-                let ended_at = Some(ended);
-                calls.push(FinishedCall { call, ended_at });
-                summary.calls += 1;
             }
             if calls.len() >= BATCH {
                 store.bulk_insert(&exposures, &calls, &[]).await?;
@@ -318,34 +246,163 @@ pub async fn run(store: &Store, engine: &Engine, p: &SimParams) -> Result<SimSum
             continue;
         };
         summary.variants[arm].1 += 1;
-
-        // The deal's outcome.
-        let closes = first + Duration::days(7 + host.rng.below(69) as i64);
-        let won = host.rng.unit() < rates[arm];
-        let amount = (12_000.0 * (0.6 * host.rng.normal()).exp() * 100.0).round() / 100.0;
-        if host.rng.below(10) == 0 {
-            outcomes.push(OutcomeRow {
-                deal_id: deal_id.clone(),
-                outcome: "open".into(),
-                amount: Some(amount),
-                currency: Some("USD".into()),
-                closed_at: None,
-                received_at: (first + Duration::days(1)).to_string(),
-            });
-        }
-        if closes < now {
-            let at = closes.to_string();
-            outcomes.push(OutcomeRow {
-                deal_id,
-                outcome: if won { "won" } else { "lost" }.into(),
-                amount: won.then_some(amount),
-                currency: Some("USD".into()),
-                closed_at: Some(at.clone()),
-                received_at: at,
-            });
-        }
+        deal_outcome(
+            &mut host.rng,
+            deal.id,
+            first,
+            now,
+            rates[arm],
+            &mut outcomes,
+        );
     }
     store.bulk_insert(&exposures, &calls, &outcomes).await?;
     summary.outcome_rows = outcomes.len() as u64;
     Ok(summary)
+}
+
+/// Refuses parameters that cannot describe an experiment.
+fn check_params(p: &SimParams) -> Result<(), SimError> {
+    if !(p.base_rate > 0.0 && p.base_rate < 1.0) {
+        return Err(SimError::BadParam(
+            "the base rate must be between 0 and 1".into(),
+        ));
+    }
+    if !(p.lift > -1.0 && p.base_rate * (1.0 + p.lift) < 1.0) {
+        return Err(SimError::BadParam(format!(
+            "a lift of {} makes a win rate outside 0..1 from the base rate {}",
+            p.lift, p.base_rate
+        )));
+    }
+    if p.days == 0 {
+        return Err(SimError::BadParam("days must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// The card whose experiment is simulated: the one with experiment `key`, else the first
+/// card with an experiment.
+fn pick_card<'e>(engine: &'e Engine, key: Option<&str>) -> Result<&'e Arc<Card>, SimError> {
+    let mut with_exp = engine
+        .library()
+        .cards()
+        .iter()
+        .filter(|c| c.experiment.is_some());
+    let Some(key) = key else {
+        return with_exp.next().ok_or(SimError::NoExperiment);
+    };
+    with_exp
+        .clone()
+        .find(|c| c.experiment.as_ref().is_some_and(|e| e.key == key))
+        .ok_or_else(|| SimError::UnknownExperiment {
+            key: key.to_string(),
+            known: with_exp
+                .filter_map(|c| c.experiment.as_ref().map(|e| e.key.clone()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// The true win rate of each variant: the baseline arm (the control, else the first
+/// variant) wins with `base_rate`, every other arm with `base_rate × (1 + lift)`.
+fn win_rates(exp: &Experiment, p: &SimParams) -> Vec<f64> {
+    let baseline = exp.variants.iter().position(|v| !v.show).unwrap_or(0);
+    (0..exp.variants.len())
+        .map(|i| {
+            if i == baseline {
+                p.base_rate
+            } else {
+                p.base_rate * (1.0 + p.lift)
+            }
+        })
+        .collect()
+}
+
+/// A simulated deal.
+struct Deal {
+    id: String,
+    rep_id: String,
+}
+
+/// What every simulated call says: one line that fires the card, by its speaker, in its
+/// time range, in a context its `when` accepts.
+struct Script {
+    line: String,
+    context: BTreeMap<String, ContextValue>,
+    speaker: Speaker,
+    t_ms: u64,
+}
+
+impl Script {
+    fn for_card(card: &Card) -> Script {
+        Script {
+            line: trigger_line(card),
+            context: context_for(card),
+            speaker: card.triggers.speaker.example_speaker(),
+            // Inside the card's time range, if it has one.
+            t_ms: u64::from(card.triggers.from_seconds.unwrap_or(0)) * 1000,
+        }
+    }
+
+    /// One call of `deal` starting at `start`, through a fresh [`CallDriver`]: its
+    /// records and decisions land in `out` (cleared first).
+    fn run(
+        &self,
+        engine: &Engine,
+        deal: &Deal,
+        call_id: &str,
+        start: Timestamp,
+        host: &mut SimHost,
+        out: &mut Output,
+    ) {
+        let mut start_msg = Start::new(call_id);
+        start_msg.deal_id = Some(deal.id.clone());
+        start_msg.rep_id = Some(deal.rep_id.clone());
+        start_msg.context = self.context.clone();
+        let said = Transcript::new(Some("s-1"), self.speaker, &self.line, true, Some(self.t_ms));
+        let adapter = Adapter::new(Format::Native, CallSetup::default());
+        let mut driver = CallDriver::new(DriverConfig::default(), adapter);
+        out.clear();
+        host.now = start;
+        driver.on_message(engine, ClientMsg::Start(start_msg), None, host, out);
+        // Decisions are stamped at their place on the call clock.
+        host.now = start.add_ms(self.t_ms as i64);
+        driver.on_message(engine, ClientMsg::Transcript(said), None, host, out);
+    }
+}
+
+/// The outcome history of a deal first called at `first`: a tenth first report `open`;
+/// the deal closes 7 to 75 days later (still open if that is after `now`), won with
+/// probability `rate`; won amounts are log-normal around 12,000 USD.
+fn deal_outcome(
+    rng: &mut Rng,
+    deal_id: String,
+    first: Timestamp,
+    now: Timestamp,
+    rate: f64,
+    outcomes: &mut Vec<OutcomeRow>,
+) {
+    let closes = first + Duration::days(7 + rng.below(69) as i64);
+    let won = rng.unit() < rate;
+    let amount = (12_000.0 * (0.6 * rng.normal()).exp() * 100.0).round() / 100.0;
+    if rng.below(10) == 0 {
+        outcomes.push(OutcomeRow {
+            deal_id: deal_id.clone(),
+            outcome: "open".into(),
+            amount: Some(amount),
+            currency: Some("USD".into()),
+            closed_at: None,
+            received_at: (first + Duration::days(1)).to_string(),
+        });
+    }
+    if closes < now {
+        let at = closes.to_string();
+        outcomes.push(OutcomeRow {
+            deal_id,
+            outcome: if won { "won" } else { "lost" }.into(),
+            amount: won.then_some(amount),
+            currency: Some("USD".into()),
+            closed_at: Some(at.clone()),
+            received_at: at,
+        });
+    }
 }

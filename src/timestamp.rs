@@ -5,6 +5,8 @@
 //! as time only when every writer uses the same width and precision, so formatting lives
 //! here and nowhere else.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -11,6 +11,8 @@
 //!
 //! No IO, no clock read, no tokio: [`SystemHost`] is the one host that reads the clock.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 use crate::engine::Engine;
@@ -49,7 +51,9 @@ pub trait Host {
 /// Why a `start` was refused; sent to the client as an error frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The error frame's `code`.
     pub code: ErrorCode,
+    /// What the client is told, naming the limit or the conflict.
     pub message: String,
 }
 
@@ -81,7 +85,12 @@ pub enum Reply {
     /// The `ready` frame answering a `start`.
     Ready(String),
     /// A bad message; the connection stays open (until too many come in a row).
-    Error { code: ErrorCode, message: String },
+    Error {
+        /// The error frame's `code`.
+        code: ErrorCode,
+        /// What was wrong, and where (field, line, column).
+        message: String,
+    },
     /// A shown card; also for the call's subscribers.
     Card(Arc<str>),
     /// A transcript line echoed back ([`DriverConfig::echo_transcript`]).
@@ -115,6 +124,7 @@ pub enum Close {
 /// What a text frame decoded to, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameInfo {
+    /// The message type, as counted by `cuedeck_messages_total{type}`.
     pub kind: Kind,
     /// Accepted, but carried nothing for the engine (a provider's control message).
     pub ignored: bool,
@@ -137,10 +147,12 @@ pub struct Output {
     pub decisions: Vec<Decision>,
     /// The transcript text each decision was made on (parallel to `decisions`).
     pub texts: Vec<Arc<str>>,
+    /// Set when the connection should close after this frame.
     pub close: Option<Close>,
 }
 
 impl Output {
+    /// Empties the output for the next frame, keeping its allocations.
     pub fn clear(&mut self) {
         self.frame = None;
         self.replies.clear();
@@ -173,7 +185,9 @@ struct Live {
 /// record that logs the end.
 #[derive(Debug)]
 pub struct Finished {
+    /// The call's state, for a reconnect within the grace period to resume.
     pub session: Session,
+    /// [`Record::CallEnded`], stamped by the host.
     pub record: Record,
 }
 

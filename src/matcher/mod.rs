@@ -24,6 +24,8 @@
 //! One automaton holds every distinct phrase of every card; each pattern maps to the
 //! `(card, role)` pairs that use it. The matcher is pure and synchronous.
 
+#![warn(missing_docs)]
+
 mod trie;
 mod vocab;
 
@@ -50,7 +52,9 @@ pub enum Role {
 /// One use of a pattern: the card (its index in [`Library::cards`]) and the role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
+    /// Index of the card in the library's card list.
     pub card: u32,
+    /// Which of the card's trigger lists the phrase is in.
     pub role: Role,
 }
 
@@ -60,8 +64,13 @@ pub type PatternId = u32;
 /// The automaton over every phrase of a library.
 #[derive(Debug, Clone)]
 pub struct Matcher {
+    /// The trie over every distinct normalized phrase; its pattern ids index the two
+    /// tables below.
     automaton: WordTrie,
+    /// Pattern id → the normalized phrase (logged with decisions, kept across reloads).
     phrases: Vec<Box<str>>,
+    /// Pattern id → every card and trigger list the phrase appears in (a phrase shared by
+    /// cards is matched once).
     targets: Vec<Vec<Target>>,
 }
 

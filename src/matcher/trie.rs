@@ -12,11 +12,16 @@ const ACTIVE_ON_STACK: usize = 64;
 /// array indexed by word id, every other node's children a sorted run of `(word, node)`.
 #[derive(Debug, Clone)]
 pub(super) struct WordTrie {
+    /// Word → id, for every word of every phrase; a text word not in it ends all matches.
     vocab: Vocab,
+    /// Word id → the root's child for it, or `NO_NODE`: one load for the first word, the
+    /// most frequent step.
     root: Vec<u32>,
     /// Node `n`'s children are `edge_word/edge_node[offsets[n]..offsets[n + 1]]`.
     offsets: Vec<u32>,
+    /// Edge → its word id; sorted within a node, so a child is found by binary search.
     edge_word: Vec<u32>,
+    /// Edge → the node it leads to.
     edge_node: Vec<u32>,
     /// Node → the pattern ending there, or `NO_PATTERN`.
     pattern: Vec<u32>,
@@ -158,8 +163,11 @@ impl WordTrie {
 /// Matching in progress: the trie nodes of the partial matches ending at the previous
 /// word, oldest (longest) first; at most `max_depth` of them.
 pub(super) struct Walk<'a> {
+    /// The trie being walked.
     trie: &'a WordTrie,
+    /// Buffer of partial-match nodes, `max_depth` long (on the stack when short enough).
     active: &'a mut [u32],
+    /// How many of `active` hold partial matches after the previous word.
     alive: usize,
 }
 

@@ -44,9 +44,11 @@ impl std::hash::Hasher for FastHasher {
 pub(super) struct Vocab {
     /// Word id + 1 per slot; 0 is empty.
     slots: Vec<u32>,
+    /// Word id → its hash, compared before the bytes (most probes miss on the hash).
     hashes: Vec<u64>,
     /// Word id → start of its bytes in `arena`; one more entry than words.
     starts: Vec<u32>,
+    /// Every word's bytes, back to back: one allocation instead of one per word.
     arena: Vec<u8>,
 }
 

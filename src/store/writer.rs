@@ -107,7 +107,9 @@ async fn run_writer(store: Store, mut rx: mpsc::Receiver<Record>, counters: Arc<
 /// hold [`WriterStats`] instead.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
+    /// The bounded queue: a full queue makes `send` wait (backpressure, never a drop).
     tx: mpsc::Sender<Record>,
+    /// The writer's counters, shared.
     counters: Arc<Counters>,
 }
 
@@ -140,7 +142,9 @@ impl StoreHandle {
 /// [`StoreHandle`], it does not delay [`WriterTask::finish`].
 #[derive(Debug, Clone)]
 pub struct WriterStats {
+    /// Reads the queue depth without keeping the queue open.
     tx: mpsc::WeakSender<Record>,
+    /// The writer's counters, shared.
     counters: Arc<Counters>,
 }
 
