@@ -5,6 +5,8 @@
 //! reads one back as serde would, and [`names`] lists every accepted name (declaration
 //! order) for error messages and usage text.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, Visitor};
@@ -46,7 +48,9 @@ pub fn parse_name<T: DeserializeOwned>(s: &str) -> Result<T, UnknownName> {
 /// A name that is not one of an enum's variants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownName {
+    /// The name as given.
     pub value: String,
+    /// Every accepted name, in declaration order.
     pub expected: &'static [&'static str],
 }
 

@@ -3,6 +3,8 @@
 //! [`ReportParams`] (clap on the command line, serde on HTTP) and validate it with
 //! [`ReportParams::options`], so one bad value is refused with one message everywhere.
 
+#![warn(missing_docs)]
+
 use serde::Deserialize;
 
 use super::{Metric, ReportOptions, parse_date};
