@@ -13,8 +13,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::library::{Link, Speaker};
-use crate::names;
 use crate::rules::CallContext;
+use adapters::{Format, Kind};
 
 /// Longest id (call, deal, rep, segment, display) accepted.
 pub const MAX_ID_LEN: usize = 128;
@@ -175,25 +175,10 @@ pub enum ClientMsg {
     End(End),
 }
 
-/// The native message types: the `type` field of a client message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-enum MsgType {
-    Start,
-    Transcript,
-    Feedback,
-    End,
-}
-
 impl ClientMsg {
     /// The native `type`, for metrics.
     pub fn kind(&self) -> &'static str {
-        names::name_of(&match self {
-            ClientMsg::Start(_) => MsgType::Start,
-            ClientMsg::Transcript(_) => MsgType::Transcript,
-            ClientMsg::Feedback(_) => MsgType::Feedback,
-            ClientMsg::End(_) => MsgType::End,
-        })
+        Kind::of(self).as_str()
     }
 }
 
@@ -246,22 +231,27 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
     let Some(kind) = tag.kind else {
         return Err(invalid("missing field `type`"));
     };
-    let kind = names::parse_name::<MsgType>(&kind).map_err(|e| {
+    let kind = Kind::named(Format::Native, &kind).map_err(|expected| {
         invalid(format!(
-            "unknown message type `{}`, expected one of {}",
-            e.value,
-            e.quoted()
+            "unknown message type `{kind}`, expected one of {expected}"
         ))
     })?;
     let msg = match kind {
-        MsgType::Start => ClientMsg::Start(serde_json::from_str(text).map_err(|e| json_error(&e))?),
-        MsgType::Transcript => {
+        Kind::Start => ClientMsg::Start(serde_json::from_str(text).map_err(|e| json_error(&e))?),
+        Kind::Transcript => {
             ClientMsg::Transcript(serde_json::from_str(text).map_err(|e| json_error(&e))?)
         }
-        MsgType::Feedback => {
+        Kind::Feedback => {
             ClientMsg::Feedback(serde_json::from_str(text).map_err(|e| json_error(&e))?)
         }
-        MsgType::End => ClientMsg::End(serde_json::from_str(text).map_err(|e| json_error(&e))?),
+        Kind::End => ClientMsg::End(serde_json::from_str(text).map_err(|e| json_error(&e))?),
+        // `named` finds the native types only.
+        provider => {
+            return Err(invalid(format!(
+                "`{}` is not a native message type",
+                provider.as_str()
+            )));
+        }
     };
     match &msg {
         ClientMsg::Start(s) => {

@@ -25,7 +25,7 @@ pub(super) fn decode(state: &mut State, msg: &At<'_>, emit: &mut Emit<'_>) -> Re
                 .to_string(),
         );
     }
-    let kind = Kind::named(Format::AssemblyAi, msg.req("type")?.str()?)?;
+    let kind = Kind::of_type(Format::AssemblyAi, msg)?;
     if kind == Kind::AssemblyAiTurn {
         turn(state, msg, emit)?;
     }

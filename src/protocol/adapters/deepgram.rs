@@ -22,7 +22,7 @@ struct Span {
 }
 
 pub(super) fn decode(state: &mut State, msg: &At<'_>, emit: &mut Emit<'_>) -> Result<Kind, String> {
-    let kind = Kind::named(Format::Deepgram, msg.req("type")?.str()?)?;
+    let kind = Kind::of_type(Format::Deepgram, msg)?;
     if kind == Kind::DeepgramResults {
         results(state, msg, emit)?;
     }

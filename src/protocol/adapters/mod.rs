@@ -284,19 +284,27 @@ impl Kind {
         }
     }
 
-    /// The message of `format` whose `type` is `name`; the error lists the format's types.
-    fn named(format: Format, name: &str) -> Result<Kind, String> {
+    /// The message of `format` whose type name is `name`; the error is the format's type
+    /// names, in backticks.
+    pub(crate) fn named(format: Format, name: &str) -> Result<Kind, String> {
         let kinds = Kind::ALL.into_iter().filter(|k| k.format() == format);
         kinds.clone().find(|k| k.as_str() == name).ok_or_else(|| {
-            let expected = kinds
+            kinds
                 .map(|k| format!("`{}`", k.as_str()))
                 .collect::<Vec<_>>()
-                .join(", ");
+                .join(", ")
+        })
+    }
+
+    /// A provider message's kind, from its `type` field.
+    fn of_type(format: Format, msg: &At<'_>) -> Result<Kind, String> {
+        let name = msg.req("type")?.str()?;
+        Kind::named(format, name).map_err(|expected| {
             format!("unknown message `type` `{name}`, expected one of {expected}")
         })
     }
 
-    fn of(msg: &ClientMsg) -> Kind {
+    pub(crate) fn of(msg: &ClientMsg) -> Kind {
         match msg {
             ClientMsg::Start(_) => Kind::Start,
             ClientMsg::Transcript(_) => Kind::Transcript,
