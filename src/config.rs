@@ -5,6 +5,7 @@
 //!
 //! Every bound on what a client can grow is in [`Limits`], explicit and configurable.
 
+use crate::location::{Location, Pos};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -200,26 +201,10 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
-    Invalid {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    #[error("{at}: {message}")]
+    Invalid { at: Location, message: String },
     #[error("{0}")]
     Value(String),
-}
-
-/// Line and column (1-based) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, column)
 }
 
 impl ServeConfig {
@@ -238,11 +223,11 @@ impl ServeConfig {
                     source,
                 })?;
                 toml::from_str::<RawFile>(&text).map_err(|e| {
-                    let (line, column) = e.span().map_or((1, 1), |s| line_col(&text, s.start));
+                    let pos = e
+                        .span()
+                        .map_or(Pos::START, |s| Pos::of_offset(&text, s.start));
                     ConfigError::Invalid {
-                        path: path.to_path_buf(),
-                        line,
-                        column,
+                        at: Location::new(path.display().to_string(), pos),
                         message: e.message().trim().to_string(),
                     }
                 })?

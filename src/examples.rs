@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::engine::Engine;
-use crate::library::{Card, Origin};
+use crate::library::{Card, Location};
 use crate::matcher::{PatternId, normalize};
 use crate::rules::{self, ScopeHits};
 
@@ -51,7 +51,7 @@ impl fmt::Display for Outcome {
 pub struct Failure {
     pub card_id: String,
     pub example: String,
-    pub origin: Origin,
+    pub origin: Location,
     pub expected_fire: bool,
     pub outcome: Outcome,
 }

@@ -24,6 +24,8 @@
 //!   when to close. Wall-clock time, display ids and admission come from a
 //!   [`driver::Host`]; the live ingest, the demo, replay, simulate and the session bench
 //!   all run calls through [`driver::CallDriver`], so they decide alike by construction.
+//! - [`location`] — [`location::Pos`] and [`location::Location`]: where an error points
+//!   (`file:line:column`), for card files, the config file and recorded calls.
 //! - [`timestamp`] — [`timestamp::Timestamp`], the one form of every stored or compared
 //!   time (UTC, milliseconds, RFC 3339 text that sorts as time).
 //! - [`engine`] — a library and its matcher, built together and swapped as one.
@@ -104,6 +106,7 @@ pub mod examples;
 pub mod experiment;
 pub mod histogram;
 pub mod library;
+pub mod location;
 pub mod matcher;
 pub mod names;
 pub mod normalize;

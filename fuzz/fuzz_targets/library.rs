@@ -15,13 +15,13 @@ fuzz_target!(|data: &[u8]| {
         for e in errors {
             let (_, text) = files
                 .iter()
-                .find(|(name, _)| *name == e.file)
+                .find(|(name, _)| *name == e.at.file)
                 .unwrap_or_else(|| panic!("error names an unknown file: {e}"));
             // YAML breaks lines at `\n`, `\r\n` and a lone `\r`; a position may be just past
             // the last break.
             let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count() as u32;
-            assert!(e.line >= 1 && e.line <= lines, "{e} (file has {lines} lines)");
-            assert!(e.column >= 1, "{e}");
+            assert!(e.at.line >= 1 && e.at.line <= lines, "{e} (file has {lines} lines)");
+            assert!(e.at.column >= 1, "{e}");
         }
     }
 });

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::location::Pos;
 use crate::parallel;
 
 pub use model::*;
@@ -24,19 +25,15 @@ pub use model::*;
 /// One problem in a card library, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
-    pub file: String,
-    pub line: u32,
-    pub column: u32,
+    /// Where the problem is.
+    pub at: Location,
+    /// What is wrong.
     pub message: String,
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}: {}", self.at, self.message)
     }
 }
 
@@ -98,9 +95,7 @@ impl Library {
             let len = entry.metadata().map_err(|e| io(&path, e))?.len();
             if len > MAX_FILE_BYTES {
                 return Err(LibraryError::Invalid(vec![LoadError {
-                    file: path.display().to_string(),
-                    line: 1,
-                    column: 1,
+                    at: Location::new(path.display().to_string(), Pos::START),
                     message: format!("file is {len} bytes, at most {MAX_FILE_BYTES} allowed"),
                 }]));
             }
@@ -129,7 +124,7 @@ impl Library {
         check_experiment_keys(&cards, &mut errors);
 
         if !errors.is_empty() {
-            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            errors.sort_by(|a, b| a.at.cmp(&b.at));
             return Err(LibraryError::Invalid(errors));
         }
         cards.sort_by(|a, b| a.id.cmp(&b.id));
@@ -228,9 +223,7 @@ fn parse_files<'f>(
         match result {
             Ok(node) => parsed.push((*name, text.len(), node)),
             Err(e) => errors.push(LoadError {
-                file: name.to_string(),
-                line: e.pos.line,
-                column: e.pos.column,
+                at: Location::new(*name, e.pos),
                 message: format!("invalid YAML: {}", e.message),
             }),
         }
@@ -256,7 +249,7 @@ fn read_settings(
                 }
             }
             other if other.starts_with('_') => c.err(
-                yaml::Pos { line: 1, column: 1 },
+                yaml::Pos::START,
                 "unknown settings file: names starting with `_` are reserved for _deck.yaml and _vocab.yaml",
             ),
             _ => {}
@@ -312,15 +305,13 @@ fn check_cards(
         },
     );
     let mut cards: Vec<Card> = Vec::new();
-    let mut first_seen: HashMap<String, Origin> = HashMap::new();
+    let mut first_seen: HashMap<String, Location> = HashMap::new();
     for (card, mut card_errors) in checked {
         errors.append(&mut card_errors);
         let Some(card) = card else { continue };
         if let Some(first) = first_seen.get(&card.id) {
             errors.push(LoadError {
-                file: card.origin.file.clone(),
-                line: card.origin.line,
-                column: card.origin.column,
+                at: card.origin.clone(),
                 message: format!("duplicate card id `{}` (also defined at {first})", card.id),
             });
             continue;
@@ -338,9 +329,7 @@ fn check_experiment_keys(cards: &[Card], errors: &mut Vec<LoadError>) {
         if let Some(exp) = &card.experiment {
             if let Some(other) = seen_keys.get(exp.key.as_str()) {
                 errors.push(LoadError {
-                    file: card.origin.file.clone(),
-                    line: card.origin.line,
-                    column: card.origin.column,
+                    at: card.origin.clone(),
                     message: format!(
                         "experiment key `{}` is also used by card `{}` ({})",
                         exp.key, other.id, other.origin

@@ -1,21 +1,8 @@
 //! The validated, immutable card library types.
 
 use std::collections::HashMap;
-use std::fmt;
 
-/// Where something was defined: file and 1-based line and column.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Origin {
-    pub file: String,
-    pub line: u32,
-    pub column: u32,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
+pub use crate::location::Location;
 
 /// A card's category (docs/cards.md#card-keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -126,8 +113,8 @@ pub struct Link {
 /// Trigger tests run by `cuedeck test`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Examples {
-    pub fire: Vec<(String, Origin)>,
-    pub no_fire: Vec<(String, Origin)>,
+    pub fire: Vec<(String, Location)>,
+    pub no_fire: Vec<(String, Location)>,
 }
 
 /// Which id an experiment hashes.
@@ -173,7 +160,7 @@ pub struct Card {
     pub links: Vec<Link>,
     pub examples: Examples,
     pub experiment: Option<Experiment>,
-    pub origin: Origin,
+    pub origin: Location,
 }
 
 /// Library-wide display policy (`_deck.yaml`).

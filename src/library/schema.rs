@@ -80,19 +80,13 @@ impl<'a> Checker<'a> {
         }
     }
 
-    pub fn origin(&self, pos: Pos) -> Origin {
-        Origin {
-            file: self.file.to_string(),
-            line: pos.line,
-            column: pos.column,
-        }
+    pub fn origin(&self, pos: Pos) -> Location {
+        Location::new(self.file, pos)
     }
 
     pub fn err(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push(LoadError {
-            file: self.file.to_string(),
-            line: pos.line,
-            column: pos.column,
+            at: self.origin(pos),
             message: message.into(),
         });
     }
@@ -603,7 +597,7 @@ fn when(c: &mut Checker<'_>, node: &Node<'_>) -> Option<When> {
 
 fn examples(c: &mut Checker<'_>, node: &Node<'_>) -> Option<Examples> {
     let f = c.fields(node, "examples", EXAMPLE_FIELDS)?;
-    let mut list = |key: &str| -> Option<Vec<(String, Origin)>> {
+    let mut list = |key: &str| -> Option<Vec<(String, Location)>> {
         match f.get(key) {
             None => Some(Vec::new()),
             Some(n) => c

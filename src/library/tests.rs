@@ -20,7 +20,7 @@ fn has(errors: &[LoadError], file: &str, line: u32, needle: &str) {
     assert!(
         errors
             .iter()
-            .any(|e| e.file == file && e.line == line && e.message.contains(needle)),
+            .any(|e| e.at.file == file && e.at.line == line && e.message.contains(needle)),
         "no error at {file}:{line} containing {needle:?}; got:\n{}",
         join_lines(errors)
     );
@@ -69,7 +69,7 @@ fn unknown_field_names_the_field_and_line() {
     let yaml = GOOD.replace("priority: 90", "priorty: 90");
     let e = errors(&[("price.yaml", &yaml)]);
     has(&e, "price.yaml", 4, "unknown field `priorty`");
-    assert_eq!(e[0].column, 1);
+    assert_eq!(e[0].at.column, 1);
 }
 
 #[test]
@@ -305,7 +305,7 @@ fn invalid_yaml_reports_a_location() {
     let e = errors(&[("bad.yaml", "id: [unclosed\ntitle: x\n")]);
     assert_eq!(e.len(), 1);
     assert!(e[0].message.starts_with("invalid YAML"), "{}", e[0]);
-    assert!(e[0].line >= 1);
+    assert!(e[0].at.line >= 1);
 }
 
 #[test]
@@ -407,7 +407,7 @@ fn a_large_library_checked_in_parallel_reports_like_a_small_one() {
         "duplicate card id `card-0003` (also defined at c0003.yaml:1:1)",
     );
     has(&e, "c0399.yaml", 1, "invalid YAML");
-    let files: Vec<&str> = e.iter().map(|e| e.file.as_str()).collect();
+    let files: Vec<&str> = e.iter().map(|e| e.at.file.as_str()).collect();
     assert_eq!(files, ["c0017.yaml", "c0250.yaml", "c0399.yaml"]);
 
     let valid: Vec<(&str, &str)> = sources[..399]

@@ -23,12 +23,7 @@ pub const MAX_DEPTH: usize = 64;
 const ALIAS_NODES_PER_BYTE: usize = 4;
 const ALIAS_NODES_MIN: usize = 4096;
 
-/// Line and column (1-based) of a YAML node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
-pub struct Pos {
-    pub line: u32,
-    pub column: u32,
-}
+pub use crate::location::Pos;
 
 /// One YAML node and where it starts. Strings borrow from the file's text where they can
 /// (most do: a large library's load allocates far less).
@@ -127,7 +122,7 @@ pub fn parse(text: &str) -> Result<Node<'_>, SyntaxError> {
     }
     Ok(builder.root.unwrap_or(Node {
         value: Value::Null,
-        pos: Pos { line: 1, column: 1 },
+        pos: Pos::START,
     }))
 }
 

@@ -67,10 +67,25 @@ pub struct LoadStatus {
 /// One library error in the status JSON.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StatusError {
-    pub file: String,
-    pub line: u32,
-    pub column: u32,
+    /// Where: `file`, `line`, `column` in the JSON; line and column 0 for a problem with
+    /// the directory or file as a whole.
+    #[serde(flatten)]
+    pub at: crate::location::Location,
     pub message: String,
+}
+
+impl StatusError {
+    /// A problem with `path` as a whole (unreadable, or the engine could not be built).
+    pub fn whole_file(path: &std::path::Path, message: String) -> StatusError {
+        StatusError {
+            at: crate::location::Location {
+                file: path.display().to_string(),
+                line: 0,
+                column: 0,
+            },
+            message,
+        }
+    }
 }
 
 /// Everything the connection handlers share.

@@ -3,7 +3,7 @@
 //! cooldowns, budgets and variants (those live in their sessions) and use the new library
 //! from their next message. Triggered by file changes, SIGHUP and `POST /v1/admin/reload`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -26,36 +26,20 @@ pub async fn reload(state: &Arc<AppState>) -> LoadStatus {
             LibraryError::Invalid(errors) => errors
                 .into_iter()
                 .map(|e| StatusError {
-                    file: e.file,
-                    line: e.line,
-                    column: e.column,
+                    at: e.at,
                     message: e.message,
                 })
                 .collect(),
-            io @ LibraryError::Io { .. } => vec![StatusError {
-                file: dir.display().to_string(),
-                line: 0,
-                column: 0,
-                message: io.to_string(),
-            }],
+            io @ LibraryError::Io { .. } => vec![StatusError::whole_file(&dir, io.to_string())],
         })?;
-        Engine::new(library).map_err(|e| {
-            vec![StatusError {
-                file: dir.display().to_string(),
-                line: 0,
-                column: 0,
-                message: e.to_string(),
-            }]
-        })
+        Engine::new(library).map_err(|e| vec![StatusError::whole_file(&dir, e.to_string())])
     })
     .await;
     let built = built.unwrap_or_else(|e| {
-        Err(vec![StatusError {
-            file: String::new(),
-            line: 0,
-            column: 0,
-            message: format!("reload task failed: {e}"),
-        }])
+        Err(vec![StatusError::whole_file(
+            Path::new(""),
+            format!("reload task failed: {e}"),
+        )])
     });
     let status = match built {
         Ok(engine) => {
@@ -75,7 +59,7 @@ pub async fn reload(state: &Arc<AppState>) -> LoadStatus {
         Err(errors) => {
             state.stats.reloads_error.fetch_add(1, Ordering::Relaxed);
             for e in &errors {
-                warn!(file = %e.file, line = e.line, column = e.column, message = %e.message, "card library error");
+                warn!(at = %e.at, message = %e.message, "card library error");
             }
             error!(
                 errors = errors.len(),
