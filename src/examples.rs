@@ -80,7 +80,7 @@ pub struct Report {
 }
 
 /// Tries `text` as one final segment against card `index` of the engine's library.
-pub fn try_example(engine: &Engine, index: usize, text: &str) -> Outcome {
+fn try_example(engine: &Engine, index: usize, text: &str) -> Outcome {
     let matcher = engine.matcher();
     let Some(card) = engine.library().cards().get(index) else {
         return Outcome::NoTrigger;

@@ -9,7 +9,7 @@
 use crate::library::Experiment;
 
 /// FNV-1a, 32 bit, over bytes.
-pub fn fnv32a(bytes: &[u8]) -> u32 {
+fn fnv32a(bytes: &[u8]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for &b in bytes {
         h ^= u32::from(b);
@@ -19,14 +19,16 @@ pub fn fnv32a(bytes: &[u8]) -> u32 {
 }
 
 /// GrowthBook hash version 2: a number in `[0, 1)` with 4 decimals.
-pub fn hash_v2(seed: &str, unit_id: &str) -> f64 {
+fn hash_v2(seed: &str, unit_id: &str) -> f64 {
     let inner = fnv32a(format!("{seed}{unit_id}").as_bytes());
     f64::from(fnv32a(inner.to_string().as_bytes()) % 10_000) / 10_000.0
 }
 
 /// GrowthBook's hash by version: 1 is the legacy `fnv32a(value + seed) % 1000 / 1000`
-/// (biased; kept for compatibility checks), 2 is [`hash_v2`]; other versions give `None`.
-pub fn hash(seed: &str, value: &str, version: u32) -> Option<f64> {
+/// (biased), 2 is [`hash_v2`]; other versions give `None`. Only the tests use it: they
+/// check both versions against GrowthBook's published vectors.
+#[cfg(test)]
+fn hash(seed: &str, value: &str, version: u32) -> Option<f64> {
     match version {
         1 => Some(f64::from(fnv32a(format!("{value}{seed}").as_bytes()) % 1000) / 1000.0),
         2 => Some(hash_v2(seed, value)),
@@ -37,7 +39,7 @@ pub fn hash(seed: &str, value: &str, version: u32) -> Option<f64> {
 /// GrowthBook's `getBucketRanges`: one `[start, end)` range per variant, each starting at
 /// its cumulative weight and `coverage` (clamped to `0..=1`) of its weight wide. Weights of
 /// the wrong length, or not summing to 1 ± 0.01, fall back to equal weights.
-pub fn bucket_ranges(variants: usize, coverage: f64, weights: Option<&[f64]>) -> Vec<(f64, f64)> {
+fn bucket_ranges(variants: usize, coverage: f64, weights: Option<&[f64]>) -> Vec<(f64, f64)> {
     if variants == 0 {
         return Vec::new();
     }
@@ -64,7 +66,7 @@ pub fn bucket_ranges(variants: usize, coverage: f64, weights: Option<&[f64]>) ->
 
 /// GrowthBook's `chooseVariation`: the first range with `start <= n < end`, else `None`
 /// (the unit is not in the experiment).
-pub fn choose_variation(n: f64, ranges: &[(f64, f64)]) -> Option<usize> {
+fn choose_variation(n: f64, ranges: &[(f64, f64)]) -> Option<usize> {
     ranges
         .iter()
         .position(|&(start, end)| n >= start && n < end)
@@ -73,7 +75,7 @@ pub fn choose_variation(n: f64, ranges: &[(f64, f64)]) -> Option<usize> {
 /// Maps `n` in `[0, 1)` to the index of the variant whose cumulative weight range holds it.
 /// Weights are normalized by their sum (full coverage); an empty or non-positive list
 /// gives `None`.
-pub fn choose(n: f64, weights: &[f64]) -> Option<usize> {
+fn choose(n: f64, weights: &[f64]) -> Option<usize> {
     let total: f64 = weights.iter().sum();
     if weights.is_empty() || total <= 0.0 || !total.is_finite() {
         return None;

@@ -268,11 +268,6 @@ impl Session {
         &self.info
     }
 
-    /// Cards shown so far in this call.
-    pub fn shown_total(&self) -> u32 {
-        self.shown_total
-    }
-
     /// Bytes of normalized transcript currently kept.
     pub fn transcript_bytes(&self) -> usize {
         self.transcript_bytes

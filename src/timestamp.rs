@@ -59,7 +59,7 @@ impl Timestamp {
     }
 
     /// Midnight UTC at the start of `date`.
-    pub fn start_of(date: Date) -> Timestamp {
+    fn start_of(date: Date) -> Timestamp {
         Timestamp::from(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc())
     }
 

@@ -17,12 +17,12 @@ fn std_normal() -> Normal {
 }
 
 /// Standard normal CDF Φ.
-pub fn norm_cdf(x: f64) -> f64 {
+fn norm_cdf(x: f64) -> f64 {
     std_normal().cdf(x)
 }
 
 /// Standard normal density φ.
-pub fn norm_pdf(x: f64) -> f64 {
+fn norm_pdf(x: f64) -> f64 {
     std_normal().pdf(x)
 }
 

@@ -45,7 +45,8 @@ impl Call {
     }
 
     /// Number of live subscribers.
-    pub fn subscriber_count(&self) -> usize {
+    #[cfg(test)]
+    fn subscriber_count(&self) -> usize {
         self.lock().subscribers.len()
     }
 }
