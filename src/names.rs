@@ -56,7 +56,7 @@ pub struct UnknownName {
 
 impl UnknownName {
     /// The accepted names, comma-separated: `a, b, c`.
-    pub fn list(&self) -> String {
+    fn list(&self) -> String {
         self.expected.join(", ")
     }
 

@@ -11,7 +11,7 @@ use super::{Metric, ReportOptions, parse_date};
 use crate::names;
 
 /// Longest outcome window, in days.
-pub const MAX_WINDOW_DAYS: u32 = 3650;
+const MAX_WINDOW_DAYS: u32 = 3650;
 
 /// Report options as given, unparsed; absent ones take the [`ReportOptions`] defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
