@@ -55,11 +55,6 @@ pub struct UnknownName {
 }
 
 impl UnknownName {
-    /// The accepted names, comma-separated: `a, b, c`.
-    fn list(&self) -> String {
-        self.expected.join(", ")
-    }
-
     /// The accepted names in backticks, comma-separated: `` `a`, `b`, `c` ``.
     pub fn quoted(&self) -> String {
         self.expected
@@ -85,7 +80,7 @@ impl fmt::Display for UnknownName {
             f,
             "unknown value `{}`, expected one of {}",
             self.value,
-            self.list()
+            self.expected.join(", ")
         )
     }
 }
