@@ -171,6 +171,15 @@ impl Output {
     }
 }
 
+/// What handling one frame needs besides the driver: the engine deciding it, its arrival
+/// time, the host and the output it adds to.
+struct Ctx<'a, H> {
+    engine: &'a Engine,
+    received_ms: Option<u64>,
+    host: &'a mut H,
+    out: &'a mut Output,
+}
+
 /// A started call: its `start` message and session.
 #[derive(Debug)]
 struct Live {
@@ -258,9 +267,15 @@ impl CallDriver {
                 if ignored {
                     self.errors_in_a_row = 0; // a provider control message: accepted
                 }
+                let mut cx = Ctx {
+                    engine,
+                    received_ms,
+                    host,
+                    out: &mut *out,
+                };
                 for msg in decoded.messages {
                     let is_start = matches!(msg, ClientMsg::Start(_));
-                    self.message(engine, msg, received_ms, host, out);
+                    self.message(msg, &mut cx);
                     if is_start && self.live.is_none() {
                         break; // the start was refused: the rest of the frame has no call
                     }
@@ -279,7 +294,13 @@ impl CallDriver {
         host: &mut impl Host,
         out: &mut Output,
     ) {
-        self.message(engine, msg, received_ms, host, out);
+        let mut cx = Ctx {
+            engine,
+            received_ms,
+            host,
+            out: &mut *out,
+        };
+        self.message(msg, &mut cx);
         self.check_close(out);
     }
 
@@ -307,24 +328,18 @@ impl CallDriver {
         })
     }
 
-    fn message(
-        &mut self,
-        engine: &Engine,
-        msg: ClientMsg,
-        received_ms: Option<u64>,
-        host: &mut impl Host,
-        out: &mut Output,
-    ) {
+    fn message<H: Host>(&mut self, msg: ClientMsg, cx: &mut Ctx<'_, H>) {
         if self.ended {
             return;
         }
         match msg {
-            ClientMsg::Start(start) => self.start(engine, start, received_ms, host, out),
-            ClientMsg::Transcript(t) => self.transcript(engine, t, received_ms, host, out),
-            ClientMsg::Feedback(f) => self.feedback(f, host, out),
+            ClientMsg::Start(start) => self.start(start, cx),
+            ClientMsg::Transcript(t) => self.transcript(t, cx),
+            ClientMsg::Feedback(f) => self.feedback(f, cx),
             ClientMsg::End(_) => {
                 if self.live.is_none() {
-                    return self.error(ErrorCode::Protocol, "`end` before `start`".into(), out);
+                    let message = "`end` before `start`".into();
+                    return self.error(ErrorCode::Protocol, message, cx.out);
                 }
                 self.errors_in_a_row = 0;
                 self.ended = true;
@@ -332,21 +347,14 @@ impl CallDriver {
         }
     }
 
-    fn start(
-        &mut self,
-        engine: &Engine,
-        start: Start,
-        received_ms: Option<u64>,
-        host: &mut impl Host,
-        out: &mut Output,
-    ) {
+    fn start<H: Host>(&mut self, start: Start, cx: &mut Ctx<'_, H>) {
         if self.live.is_some() {
             let message = "a second `start` on this connection".into();
-            return self.error(ErrorCode::Protocol, message, out);
+            return self.error(ErrorCode::Protocol, message, cx.out);
         }
-        let parked = match host.admit(&start) {
+        let parked = match cx.host.admit(&start) {
             Ok(parked) => parked,
-            Err(refusal) => return self.error(refusal.code, refusal.message, out),
+            Err(refusal) => return self.error(refusal.code, refusal.message, cx.out),
         };
         self.errors_in_a_row = 0;
         let context = start.call_context();
@@ -359,8 +367,8 @@ impl CallDriver {
             };
             Session::new(info, self.config.session)
         });
-        let library = engine.library();
-        out.replies.push(Reply::Ready(
+        let library = cx.engine.library();
+        cx.out.replies.push(Reply::Ready(
             ServerMsg::Ready {
                 call_id: &start.call_id,
                 library_version: library.version(),
@@ -371,34 +379,29 @@ impl CallDriver {
         ));
         // Sorted keys: the stored context reads the same for the same call.
         let context: std::collections::BTreeMap<_, _> = context.0.into_iter().collect();
-        out.records.push(Record::CallStarted(CallRow {
+        cx.out.records.push(Record::CallStarted(CallRow {
             call_id: start.call_id.clone(),
             deal_id: start.deal_id.clone(),
             rep_id: start.rep_id.clone(),
             context: serde_json::to_string(&context).unwrap_or_else(|_| "{}".into()),
-            started_at: host.now(),
+            started_at: cx.host.now(),
         }));
         self.live = Some(Live {
             start,
             session,
-            started_ms: received_ms.unwrap_or(0),
+            started_ms: cx.received_ms.unwrap_or(0),
         });
     }
 
-    fn transcript(
-        &mut self,
-        engine: &Engine,
-        t: Transcript,
-        received_ms: Option<u64>,
-        host: &mut impl Host,
-        out: &mut Output,
-    ) {
+    fn transcript<H: Host>(&mut self, t: Transcript, cx: &mut Ctx<'_, H>) {
         let Some(live) = self.live.as_mut() else {
             let message = "`transcript` before `start`".into();
-            return self.error(ErrorCode::Protocol, message, out);
+            return self.error(ErrorCode::Protocol, message, cx.out);
         };
         self.errors_in_a_row = 0;
-        let t_ms = t.t_ms.unwrap_or(match received_ms {
+        // The message's own time, else its arrival on the call clock, else (a recording)
+        // the previous message's.
+        let t_ms = t.t_ms.unwrap_or(match cx.received_ms {
             Some(ms) => ms.saturating_sub(live.started_ms),
             None => self.clock_ms,
         });
@@ -412,7 +415,7 @@ impl CallDriver {
                 is_final: t.is_final,
                 t_ms,
             };
-            out.replies.push(Reply::Transcript(line.to_json()));
+            cx.out.replies.push(Reply::Transcript(line.to_json()));
         }
         let u = Utterance {
             segment_id: t.segment_id.as_deref(),
@@ -421,33 +424,19 @@ impl CallDriver {
             is_final: t.is_final,
             t_ms,
         };
-        let first = out.decisions.len();
-        live.session.on_utterance(engine, &u, &mut out.decisions);
-        if out.decisions.len() == first {
-            return;
-        }
-        let text: Arc<str> = Arc::from(t.text);
-        let version = engine.library().version();
-        let info = live.session.info();
-        for d in &out.decisions[first..] {
-            let now = host.now();
-            let display_id = host.display_id(now);
-            let engine_us = host.engine_us();
-            if d.shown() {
-                let frame = ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json();
-                out.replies.push(Reply::Card(Arc::from(frame)));
-            }
-            let row = ExposureRow::from_decision(info, d, display_id, now, engine_us, version);
-            out.records.push(Record::Exposure(row));
-            out.texts.push(text.clone());
+        let first = cx.out.decisions.len();
+        live.session
+            .on_utterance(cx.engine, &u, &mut cx.out.decisions);
+        if cx.out.decisions.len() > first {
+            log_decisions(live.session.info(), first, Arc::from(t.text), cx);
         }
     }
 
-    fn feedback(&mut self, f: Feedback, host: &mut impl Host, out: &mut Output) {
+    fn feedback<H: Host>(&mut self, f: Feedback, cx: &mut Ctx<'_, H>) {
         self.errors_in_a_row = 0;
-        out.records.push(Record::Feedback(FeedbackRow {
+        cx.out.records.push(Record::Feedback(FeedbackRow {
             display_id: f.display_id,
-            ts: host.now(),
+            ts: cx.host.now(),
             action: f.action.as_str().to_string(),
         }));
     }
@@ -463,5 +452,24 @@ impl CallDriver {
         } else if self.ended {
             out.close = Some(Close::Ended);
         }
+    }
+}
+
+/// The card frames and exposure rows of the decisions from `first` on, all made on `text`;
+/// each stamped by the host.
+fn log_decisions<H: Host>(info: &CallInfo, first: usize, text: Arc<str>, cx: &mut Ctx<'_, H>) {
+    let version = cx.engine.library().version();
+    let out = &mut *cx.out;
+    for d in &out.decisions[first..] {
+        let now = cx.host.now();
+        let display_id = cx.host.display_id(now);
+        let engine_us = cx.host.engine_us();
+        if d.shown() {
+            let frame = ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json();
+            out.replies.push(Reply::Card(Arc::from(frame)));
+        }
+        let row = ExposureRow::from_decision(info, d, display_id, now, engine_us, version);
+        out.records.push(Record::Exposure(row));
+        out.texts.push(text.clone());
     }
 }
