@@ -29,7 +29,8 @@ pub const CSV_COLUMNS: [&str; 5] = ["deal_id", "outcome", "amount", "currency", 
 const FIELDS: [&str; 5] = CSV_COLUMNS;
 
 /// A deal's state in the CRM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutcomeKind {
     Won,
     Lost,
@@ -38,20 +39,12 @@ pub enum OutcomeKind {
 
 impl OutcomeKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Won => "won",
-            OutcomeKind::Lost => "lost",
-            OutcomeKind::Open => "open",
-        }
+        crate::names::name_of(&self)
     }
 
-    pub fn parse(s: &str) -> Option<OutcomeKind> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "won" => Some(OutcomeKind::Won),
-            "lost" => Some(OutcomeKind::Lost),
-            "open" => Some(OutcomeKind::Open),
-            _ => None,
-        }
+    /// A name in any case, surrounding spaces ignored.
+    pub fn parse(s: &str) -> Result<OutcomeKind, crate::names::UnknownName> {
+        crate::names::parse_name(&s.trim().to_ascii_lowercase())
     }
 }
 
@@ -171,10 +164,10 @@ fn check_deal_id(s: &str) -> Result<String, FieldError> {
 }
 
 fn check_outcome(s: &str) -> Result<OutcomeKind, FieldError> {
-    OutcomeKind::parse(s).ok_or_else(|| {
+    OutcomeKind::parse(s).map_err(|e| {
         field_err(
             "outcome",
-            format!("expected `won`, `lost` or `open`, got {s:?}"),
+            format!("expected {}, got {s:?}", e.alternatives()),
         )
     })
 }

@@ -99,16 +99,9 @@ impl Reason {
         Reason::Gap,
     ];
 
-    /// The reason's name as logged (`max_per_call`).
+    /// The reason's name as logged (`max_per_call`), from the serde attributes.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Shown => "shown",
-            Reason::Control => "control",
-            Reason::Cooldown => "cooldown",
-            Reason::MaxPerCall => "max_per_call",
-            Reason::Budget => "budget",
-            Reason::Gap => "gap",
-        }
+        crate::names::name_of(&self)
     }
 }
 

@@ -25,6 +25,7 @@
 //!   averaged over exposed units (matured units with `--metric matured`).
 
 pub mod assemble;
+pub mod params;
 pub mod render;
 pub mod stats;
 pub mod svg;
@@ -35,9 +36,10 @@ use crate::library::{Library, Unit};
 use crate::store::{Store, StoreError};
 
 pub use assemble::assemble;
+pub use params::{ParamError, ReportParams};
 
 /// The win definition (docs/statistics.md#per-arm-figures).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Won among units whose latest outcome is won or lost.
@@ -47,19 +49,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn parse(s: &str) -> Option<Metric> {
-        match s {
-            "closed" => Some(Metric::Closed),
-            "matured" => Some(Metric::Matured),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Closed => "closed",
-            Metric::Matured => "matured",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -298,10 +289,7 @@ pub enum Verdict {
 impl std::fmt::Display for Verdict {
     /// The serialized name, so that CSV and JSON spell it alike.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(name)) => f.write_str(&name),
-            _ => Err(std::fmt::Error),
-        }
+        f.write_str(crate::names::name_of(self))
     }
 }
 
