@@ -17,11 +17,10 @@
 use std::fmt;
 
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::protocol::MAX_ID_LEN;
 use crate::store::OutcomeRow;
+use crate::timestamp::Timestamp;
 
 /// The CSV columns, in the documented order.
 pub const CSV_COLUMNS: [&str; 5] = ["deal_id", "outcome", "amount", "currency", "closed_at"];
@@ -56,20 +55,20 @@ pub struct Outcome {
     /// Decimal, major currency units.
     pub amount: Option<f64>,
     pub currency: Option<String>,
-    /// UTC, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-    pub closed_at: Option<String>,
+    /// When the deal closed, if the CRM said.
+    pub closed_at: Option<Timestamp>,
 }
 
 impl Outcome {
     /// The store row, received at `received_at`.
-    pub fn into_row(self, received_at: &str) -> OutcomeRow {
+    pub fn into_row(self, received_at: Timestamp) -> OutcomeRow {
         OutcomeRow {
             deal_id: self.deal_id,
             outcome: self.outcome.as_str().to_string(),
             amount: self.amount,
             currency: self.currency,
             closed_at: self.closed_at,
-            received_at: received_at.to_string(),
+            received_at,
         }
     }
 }
@@ -128,31 +127,6 @@ impl BodyError {
     }
 }
 
-/// Formats a UTC time as the store's timestamp text.
-pub fn format_utc(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-/// Parses an RFC 3339 timestamp (any offset) or a `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Some(t);
-    }
-    let date = Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-    Some(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc())
-}
-
 fn check_deal_id(s: &str) -> Result<String, FieldError> {
     if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
         return Err(field_err(
@@ -194,8 +168,8 @@ fn check_currency(s: &str) -> Result<String, FieldError> {
     }
 }
 
-fn check_closed_at(s: &str) -> Result<String, FieldError> {
-    parse_timestamp(s).map(format_utc).ok_or_else(|| {
+fn check_closed_at(s: &str) -> Result<Timestamp, FieldError> {
+    Timestamp::parse(s).map_err(|_| {
         field_err(
             "closed_at",
             format!("expected an RFC 3339 timestamp or a YYYY-MM-DD date, got {s:?}"),
@@ -446,6 +420,10 @@ fn from_cells(cells: [Option<&str>; 5]) -> Result<Outcome, FieldError> {
 mod tests {
     use super::*;
 
+    fn ts(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
     #[test]
     fn one_object_or_an_array() {
         let one = parse_body(
@@ -459,7 +437,7 @@ mod tests {
                 outcome: OutcomeKind::Won,
                 amount: Some(12000.5),
                 currency: Some("USD".into()),
-                closed_at: Some("2026-11-20T10:00:00.000Z".into()),
+                closed_at: Some(ts("2026-11-20T10:00:00.000Z")),
             }]
         );
         let many =
@@ -476,9 +454,9 @@ mod tests {
             br#"{"deal_id":"d","outcome":"won","closed_at":"2026-11-20T12:00:00+02:00"}"#,
         )
         .unwrap();
-        assert_eq!(o[0].closed_at.as_deref(), Some("2026-11-20T10:00:00.000Z"));
+        assert_eq!(o[0].closed_at, Some(ts("2026-11-20T10:00:00.000Z")));
         let o = parse_body(br#"{"deal_id":"d","outcome":"won","closed_at":"2026-11-20"}"#).unwrap();
-        assert_eq!(o[0].closed_at.as_deref(), Some("2026-11-20T00:00:00.000Z"));
+        assert_eq!(o[0].closed_at, Some(ts("2026-11-20T00:00:00.000Z")));
     }
 
     #[test]

@@ -345,7 +345,7 @@ async fn the_outcome_webhook_needs_the_admin_role() {
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].amount, Some(12000.0));
     assert_eq!(
-        saved[0].closed_at.as_deref(),
+        saved[0].closed_at.map(|t| t.to_string()).as_deref(),
         Some("2026-11-20T10:00:00.000Z")
     );
     server.shutdown().await;

@@ -190,11 +190,11 @@ pub(super) fn outcomes_cmd(cmd: &OutcomesCommand) -> Result<ExitCode, Failure> {
             ),
         });
     }
-    let received_at = Timestamp::now().to_string();
+    let received_at = Timestamp::now();
     let rows: Vec<_> = parsed
         .outcomes
         .into_iter()
-        .map(|o| o.into_row(&received_at))
+        .map(|o| o.into_row(received_at))
         .collect();
     runtime()?.block_on(async {
         let store = open_store(&args.db, false)

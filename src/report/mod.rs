@@ -34,6 +34,7 @@ use serde::Serialize;
 
 use crate::library::{Library, Unit};
 use crate::store::{Store, StoreError};
+use crate::timestamp::Timestamp;
 
 pub use assemble::assemble;
 pub use params::{ParamError, ReportParams};
@@ -97,16 +98,9 @@ impl ReportOptions {
         ReportOptions::new(time::OffsetDateTime::now_utc().date())
     }
 
-    /// The exclusive upper bound of the report's data: midnight UTC after `as_of`, as
-    /// store timestamp text.
-    pub fn cutoff(&self) -> String {
-        let next = self.as_of.next_day().unwrap_or(self.as_of);
-        format!(
-            "{:04}-{:02}-{:02}T00:00:00.000Z",
-            next.year(),
-            u8::from(next.month()),
-            next.day()
-        )
+    /// The exclusive upper bound of the report's data: midnight UTC after `as_of`.
+    pub fn cutoff(&self) -> Timestamp {
+        Timestamp::start_of(self.as_of.next_day().unwrap_or(self.as_of))
     }
 }
 
@@ -299,7 +293,7 @@ pub async fn build(
     def: &ExperimentDef,
     opts: &ReportOptions,
 ) -> Result<Report, StoreError> {
-    let groups = store.exposure_groups(&def.key, &opts.cutoff()).await?;
+    let groups = store.exposure_groups(&def.key, opts.cutoff()).await?;
     let outcomes = store.latest_outcomes(&def.key).await?;
     Ok(assemble(def, &groups, &outcomes, opts))
 }

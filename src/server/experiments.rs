@@ -42,10 +42,10 @@ pub(super) async fn post_outcomes(State(state): State<Arc<AppState>>, body: Byte
                 .into_response();
         }
     };
-    let received_at = Timestamp::now().to_string();
+    let received_at = Timestamp::now();
     let rows: Vec<_> = parsed
         .into_iter()
-        .map(|o| o.into_row(&received_at))
+        .map(|o| o.into_row(received_at))
         .collect();
     match state.store().insert_outcomes(&rows).await {
         Ok(()) => Json(json!({ "saved": rows.len() })).into_response(),
@@ -90,14 +90,8 @@ pub(super) async fn list(State(state): State<Arc<AppState>>) -> Response {
                 .iter()
                 .filter_map(|(_, c)| c.map(|c| c.exposures))
                 .sum();
-            let first = arms
-                .iter()
-                .filter_map(|(_, c)| c.map(|c| c.first_ts.as_str()))
-                .min();
-            let last = arms
-                .iter()
-                .filter_map(|(_, c)| c.map(|c| c.last_ts.as_str()))
-                .max();
+            let first = arms.iter().filter_map(|(_, c)| c.map(|c| c.first_ts)).min();
+            let last = arms.iter().filter_map(|(_, c)| c.map(|c| c.last_ts)).max();
             json!({
                 "key": d.key,
                 "card_id": d.card_id,
@@ -192,7 +186,7 @@ pub(super) async fn report(
     if format == ReportFormat::Timeline {
         let store = state.store();
         let data = async {
-            let groups = store.exposure_groups(&def.key, &opts.cutoff()).await?;
+            let groups = store.exposure_groups(&def.key, opts.cutoff()).await?;
             let outcomes = store.latest_outcomes(&def.key).await?;
             Ok::<_, crate::store::StoreError>((groups, outcomes))
         };

@@ -132,11 +132,8 @@ async fn dashboard() -> Response {
 
 /// `GET /v1/live`: live calls and the last hour's decisions, for the dashboard.
 async fn live(State(state): State<Arc<AppState>>) -> Response {
-    let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    let since = since
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    match state.store().live_summary(&since).await {
+    let since = crate::timestamp::Timestamp::now() - time::Duration::hours(1);
+    match state.store().live_summary(since).await {
         Ok(summary) => Json(json!({
             "calls_active": state.calls.active_calls(),
             "since": since,
