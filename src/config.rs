@@ -39,6 +39,10 @@ pub struct Limits {
     pub max_transcript_bytes: usize,
     /// Consecutive bad messages before the socket is closed with 1008.
     pub max_errors_in_a_row: u32,
+    /// Every WebSocket is pinged this often; two unanswered pings drop it.
+    pub ping_seconds: u64,
+    /// Feedback messages a second per socket (bursts of twice that); over it: `limit`.
+    pub feedback_per_second: u32,
 }
 
 impl Default for Limits {
@@ -55,6 +59,8 @@ impl Default for Limits {
             max_subscribers_per_call: 16,
             max_transcript_bytes: 64 * 1024,
             max_errors_in_a_row: 10,
+            ping_seconds: 15,
+            feedback_per_second: 10,
         }
     }
 }
@@ -74,6 +80,8 @@ impl Limits {
             ),
             ("max_transcript_bytes", self.max_transcript_bytes as u64),
             ("max_errors_in_a_row", u64::from(self.max_errors_in_a_row)),
+            ("ping_seconds", self.ping_seconds),
+            ("feedback_per_second", u64::from(self.feedback_per_second)),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -9,6 +9,9 @@
 //!   demo call with its transcript.
 //! - `cli`: the `cuedeck` binary as users run it: validate, test, replay (exit codes,
 //!   messages with file:line:col, the demo calls' expected decisions).
+//! - `connections`: networks that drop: takeover of a call by a reconnecting bridge
+//!   (`4001 replaced`), resume with a new deal and a restarted clock, panels sent the
+//!   cards they missed, pings, feedback limits, subscriptions to made-up calls.
 //! - `experiments`: A/B end to end: 300 deals streamed over real WebSockets, outcomes by
 //!   webhook, the JSON report counting exactly what was streamed and posted; outcomes
 //!   import, `report` and `simulate` as users run them; the report recovers the
@@ -27,6 +30,7 @@ mod adapters;
 mod auth;
 mod browser;
 mod cli;
+mod connections;
 mod experiments;
 mod faults;
 mod metrics;

@@ -16,6 +16,7 @@ mod http;
 mod ingest;
 pub mod metrics;
 pub mod reload;
+mod socket;
 mod subscribe;
 
 use std::future::Future;
