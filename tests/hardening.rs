@@ -17,42 +17,33 @@ fn request(method: &str, path: &str, headers: &str, body: &str) -> String {
 
 const OUTCOME: &str = r#"{"deal_id":"d-web","outcome":"won"}"#;
 
+/// Posts [`OUTCOME`] with the given header lines; returns the status and the body.
+async fn post_outcome(addr: std::net::SocketAddr, headers: &str) -> (Option<u16>, String) {
+    let (status, _, body) =
+        http_raw(addr, &request("POST", "/v1/outcomes", headers, OUTCOME)).await;
+    (status, body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_origin_text_plain_outcome_post_is_refused() {
     let server = TestServer::start(&bundled_cards(), Limits::default()).await;
     let host = format!("Host: {}\r\n", server.addr);
     // What a hostile page's `fetch(…, {mode: "no-cors"})` sends: no preflight.
     let hostile = format!("{host}Origin: https://evil.example\r\nContent-Type: text/plain\r\n");
-    let (status, _, body) = http_raw(
-        server.addr,
-        &request("POST", "/v1/outcomes", &hostile, OUTCOME),
-    )
-    .await;
+    let (status, body) = post_outcome(server.addr, &hostile).await;
     assert_eq!(status, Some(403), "{body}");
     // The same page with a JSON content type: still another origin.
     let hostile_json =
         format!("{host}Origin: https://evil.example\r\nContent-Type: application/json\r\n");
-    let (status, _, _) = http_raw(
-        server.addr,
-        &request("POST", "/v1/outcomes", &hostile_json, OUTCOME),
-    )
-    .await;
+    let (status, _) = post_outcome(server.addr, &hostile_json).await;
     assert_eq!(status, Some(403));
     // From the server's own origin, text/plain is the wrong content type.
     let own = format!("http://{}", server.addr);
     let same = format!("{host}Origin: {own}\r\nContent-Type: text/plain\r\n");
-    let (status, _, body) = http_raw(
-        server.addr,
-        &request("POST", "/v1/outcomes", &same, OUTCOME),
-    )
-    .await;
+    let (status, body) = post_outcome(server.addr, &same).await;
     assert_eq!(status, Some(415), "{body}");
     let no_type = host.clone();
-    let (status, _, _) = http_raw(
-        server.addr,
-        &request("POST", "/v1/outcomes", &no_type, OUTCOME),
-    )
-    .await;
+    let (status, _) = post_outcome(server.addr, &no_type).await;
     assert_eq!(status, Some(415), "no content type at all");
     assert!(
         server.store.outcomes(None).await.unwrap().is_empty(),
@@ -60,16 +51,11 @@ async fn a_cross_origin_text_plain_outcome_post_is_refused() {
     );
     // A CRM (no Origin) with a charset parameter is fine.
     let crm = format!("{host}Content-Type: application/json; charset=utf-8\r\n");
-    let (status, _, body) =
-        http_raw(server.addr, &request("POST", "/v1/outcomes", &crm, OUTCOME)).await;
+    let (status, body) = post_outcome(server.addr, &crm).await;
     assert_eq!(status, Some(200), "{body}");
     // And so is the server's own page.
     let page = format!("{host}Origin: {own}\r\nContent-Type: application/json\r\n");
-    let (status, _, body) = http_raw(
-        server.addr,
-        &request("POST", "/v1/outcomes", &page, OUTCOME),
-    )
-    .await;
+    let (status, body) = post_outcome(server.addr, &page).await;
     assert_eq!(status, Some(200), "{body}");
     assert_eq!(server.store.outcomes(None).await.unwrap().len(), 2);
     server.shutdown().await;
@@ -256,26 +242,13 @@ async fn listed_origins_may_post_and_open_websockets() {
             server.addr
         )
     };
-    let (status, _, body) = http_raw(
-        server.addr,
-        &request(
-            "POST",
-            "/v1/outcomes",
-            &headers("https://crm.example.com"),
-            OUTCOME,
-        ),
-    )
-    .await;
+    let (status, body) = post_outcome(server.addr, &headers("https://crm.example.com")).await;
     assert_eq!(status, Some(200), "{body}");
     for refused in [
         "https://crm.example.com.evil.example",
         "http://crm.example.com",
     ] {
-        let (status, _, _) = http_raw(
-            server.addr,
-            &request("POST", "/v1/outcomes", &headers(refused), OUTCOME),
-        )
-        .await;
+        let (status, _) = post_outcome(server.addr, &headers(refused)).await;
         assert_eq!(status, Some(403), "{refused}");
     }
     server.shutdown().await;
