@@ -544,3 +544,33 @@ async fn demo(
         demo_call::run(st, ws, name, speed)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts_with_any_port() {
+        for host in [
+            "localhost",
+            "LOCALHOST:7700",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:7700",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example:7700",
+            "10.0.0.1:7700",
+            "[::1]x",
+            "[::ffff:10.0.0.1]:80",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+}
