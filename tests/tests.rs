@@ -18,6 +18,9 @@
 //!   simulator's true effect.
 //! - `faults`: the store goes away at run time (PostgreSQL behind a cut proxy); two nodes
 //!   share one PostgreSQL database.
+//! - `hardening`: browser and HTTP hardening: Origin and Host checks, the outcome
+//!   webhook's content type, query tokens, security headers, unrepresentable dates,
+//!   symlinked card files, the database password in logs.
 //! - `metrics`: the Prometheus endpoint counts what a call did.
 //! - `reload`: hot reload by endpoint and file watching; invalid libraries never go live.
 //! - `server`: `serve` on 127.0.0.1:0 with a real SQLite file, driven over real
@@ -33,6 +36,7 @@ mod cli;
 mod connections;
 mod experiments;
 mod faults;
+mod hardening;
 mod metrics;
 mod reload;
 mod server;
