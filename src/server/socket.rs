@@ -77,3 +77,53 @@ impl Liveness {
         Tick::Ping
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// A peer that never reads: its socket never takes another frame.
+    struct Stalled;
+
+    impl futures_util::Sink<Message> for Stalled {
+        type Error = WsError;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+        fn start_send(self: Pin<&mut Self>, _: Message) -> Result<(), WsError> {
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_reads_cannot_hold_a_write_forever() {
+        let started = Instant::now();
+        let result = send(&mut Stalled, Message::text("card")).await;
+        assert!(result.is_err(), "the write gives up");
+        assert_eq!(Instant::now() - started, WRITE_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_unanswered_pings_mean_the_peer_is_gone_and_a_pong_clears_them() {
+        let mut alive = Liveness::new(Duration::from_secs(600), Duration::from_secs(15));
+        assert!(matches!(alive.tick().await, Tick::Ping));
+        alive.seen(); // the pong
+        assert!(matches!(alive.tick().await, Tick::Ping));
+        assert!(matches!(alive.tick().await, Tick::Ping));
+        assert!(matches!(alive.tick().await, Tick::Dead));
+        // Activity moves the idle deadline.
+        let before = alive.idle_at();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        alive.seen();
+        assert!(alive.idle_at() > before);
+    }
+}
