@@ -45,9 +45,22 @@ struct CallState {
     /// An ingest connection started the call (a call only panels asked for takes no
     /// `max_calls` slot).
     started: bool,
-    subscribers: Vec<(u64, mpsc::Sender<Frame>)>,
+    /// The rep of the call's latest `start` (a rep-scoped panel may follow only its own).
+    rep_id: Option<String>,
+    subscribers: Vec<Subscriber>,
     /// Cards shown, oldest first, at most `SHOWN_KEPT`.
     shown: VecDeque<ShownCard>,
+}
+
+/// A panel following the call.
+#[derive(Debug)]
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+    /// The rep its token is scoped to, if any.
+    scope: Option<String>,
+    /// Cancelled when the call turns out to be another rep's.
+    other_rep: CancellationToken,
 }
 
 /// One call's shared part.
@@ -80,7 +93,7 @@ impl Call {
         });
         let before = st.subscribers.len();
         st.subscribers
-            .retain(|(_, tx)| tx.try_send(frame.clone()).is_ok());
+            .retain(|s| s.tx.try_send(frame.clone()).is_ok());
         before - st.subscribers.len()
     }
 
@@ -130,6 +143,8 @@ pub struct Subscription {
     pub frames: mpsc::Receiver<Frame>,
     /// Cards shown in the last [`REPLAY_WINDOW`], oldest first, marked `"replayed":true`.
     pub replay: Vec<String>,
+    /// Cancelled when the call is (or turns out to be) another rep's than the token's.
+    pub other_rep: CancellationToken,
 }
 
 #[derive(Debug, Default)]
@@ -172,7 +187,7 @@ impl Registry {
     /// Claims a call for an ingest connection. Returns its state when the call is resumed
     /// within its grace period; [`JoinError::IngestBusy`] while another connection holds
     /// it (see [`Registry::take_over`]).
-    pub fn start_ingest(&self, call_id: &str) -> Result<Claim, JoinError> {
+    pub fn start_ingest(&self, call_id: &str, rep_id: Option<&str>) -> Result<Claim, JoinError> {
         let mut calls = self.lock();
         let call = calls.map.get(call_id).cloned();
         let call = match call {
@@ -202,6 +217,15 @@ impl Registry {
         let id = self.next_id();
         let replaced = CancellationToken::new();
         st.owner = Some((id, replaced.clone()));
+        st.rep_id = rep_id.map(str::to_string);
+        // Panels scoped to another rep wait no longer: this is not their call.
+        st.subscribers.retain(|s| {
+            let mine = s.scope.is_none() || s.scope.as_deref() == rep_id;
+            if !mine {
+                s.other_rep.cancel();
+            }
+            mine
+        });
         st.ended_at = None;
         let parked = st.parked.take();
         drop(st);
@@ -255,7 +279,12 @@ impl Registry {
     /// Adds a subscriber; frames for it arrive on the returned receiver, after the
     /// replayed cards. Subscribing to a call that has not started is accepted (the panel
     /// waits for it) and takes no `max_calls` slot.
-    pub fn subscribe(&self, call_id: &str, queue: usize) -> Result<Subscription, JoinError> {
+    pub fn subscribe(
+        &self,
+        call_id: &str,
+        queue: usize,
+        scope: Option<&str>,
+    ) -> Result<Subscription, JoinError> {
         let call = self
             .lock()
             .map
@@ -268,7 +297,23 @@ impl Registry {
         }
         let id = self.next_id();
         let (tx, frames) = mpsc::channel(queue.max(1));
-        st.subscribers.push((id, tx));
+        let other_rep = CancellationToken::new();
+        if scope.is_some() && st.started && st.rep_id.as_deref() != scope {
+            other_rep.cancel();
+            return Ok(Subscription {
+                call: call.clone(),
+                id,
+                frames,
+                replay: Vec::new(),
+                other_rep,
+            });
+        }
+        st.subscribers.push(Subscriber {
+            id,
+            tx,
+            scope: scope.map(str::to_string),
+            other_rep: other_rep.clone(),
+        });
         // Under the same lock as joining: no card falls between the replay and the queue.
         let since = Instant::now().checked_sub(REPLAY_WINDOW);
         let replay = st
@@ -283,12 +328,13 @@ impl Registry {
             id,
             frames,
             replay,
+            other_rep,
         })
     }
 
     /// Removes a subscriber (its socket closed).
     pub fn unsubscribe(&self, call: &Call, id: u64) {
-        call.lock().subscribers.retain(|(s, _)| *s != id);
+        call.lock().subscribers.retain(|s| s.id != id);
     }
 
     /// Drops calls with no live ingest, no subscribers, and no state worth keeping
@@ -379,14 +425,14 @@ mod tests {
     #[test]
     fn one_ingest_per_call_and_resume_after_end() {
         let r = registry();
-        let claim = r.start_ingest("c1").unwrap();
+        let claim = r.start_ingest("c1", None).unwrap();
         assert!(claim.parked.is_none());
         assert_eq!(
-            r.start_ingest("c1").unwrap_err(),
+            r.start_ingest("c1", None).unwrap_err(),
             JoinError::IngestBusy("c1".into())
         );
         r.end_ingest(&claim.call, claim.id, parked("c1"));
-        let again = r.start_ingest("c1").unwrap();
+        let again = r.start_ingest("c1", None).unwrap();
         assert!(again.parked.is_some());
         assert_eq!(r.active_calls(), 1);
     }
@@ -394,7 +440,7 @@ mod tests {
     #[tokio::test]
     async fn a_newer_start_takes_the_call_over_and_resumes_its_state() {
         let r = Registry::new(10, 10, Duration::from_secs(30));
-        let old = r.start_ingest("c").unwrap();
+        let old = r.start_ingest("c", None).unwrap();
         let call = r.take_over("c").expect("held");
         assert!(old.replaced.is_cancelled(), "the owner is asked to let go");
         assert!(
@@ -403,7 +449,7 @@ mod tests {
         );
         r.end_ingest(&old.call, old.id, parked("c"));
         assert!(Registry::released(&call, Duration::from_millis(10)).await);
-        let new = r.start_ingest("c").unwrap();
+        let new = r.start_ingest("c", None).unwrap();
         assert!(new.parked.is_some(), "the newcomer resumes the call");
         // A stale owner ending later parks nothing over the newcomer.
         r.end_ingest(&old.call, old.id, parked("c"));
@@ -413,12 +459,15 @@ mod tests {
     #[test]
     fn limits_calls_and_subscribers() {
         let r = registry();
-        r.start_ingest("a").unwrap();
-        r.start_ingest("b").unwrap();
-        assert_eq!(r.start_ingest("c").unwrap_err(), JoinError::TooManyCalls(2));
-        r.subscribe("a", 4).unwrap();
+        r.start_ingest("a", None).unwrap();
+        r.start_ingest("b", None).unwrap();
         assert_eq!(
-            r.subscribe("a", 4).unwrap_err(),
+            r.start_ingest("c", None).unwrap_err(),
+            JoinError::TooManyCalls(2)
+        );
+        r.subscribe("a", 4, None).unwrap();
+        assert_eq!(
+            r.subscribe("a", 4, None).unwrap_err(),
             JoinError::TooManySubscribers(1)
         );
     }
@@ -427,12 +476,12 @@ mod tests {
     fn panels_on_calls_not_started_take_no_call_slot() {
         let r = Registry::new(1, 4, Duration::from_millis(0));
         for i in 0..10 {
-            r.subscribe(&format!("nope-{i}"), 4).unwrap();
+            r.subscribe(&format!("nope-{i}"), 4, None).unwrap();
         }
         // Every call slot is still free for a real call.
-        assert!(r.start_ingest("real").is_ok());
+        assert!(r.start_ingest("real", None).is_ok());
         assert_eq!(
-            r.start_ingest("other").unwrap_err(),
+            r.start_ingest("other", None).unwrap_err(),
             JoinError::TooManyCalls(1)
         );
     }
@@ -440,8 +489,8 @@ mod tests {
     #[test]
     fn a_full_subscriber_is_dropped_not_waited_for() {
         let r = Registry::new(10, 10, Duration::from_secs(30));
-        let mut slow = r.subscribe("c", 1).unwrap();
-        let mut fast = r.subscribe("c", 8).unwrap();
+        let mut slow = r.subscribe("c", 1, None).unwrap();
+        let mut fast = r.subscribe("c", 8, None).unwrap();
         let frame: Frame = Arc::from("{}");
         let call = slow.call.clone();
         assert_eq!(call.show("d1", &frame), 0);
@@ -458,12 +507,12 @@ mod tests {
     #[test]
     fn a_resubscribing_panel_gets_the_recent_cards_marked_replayed() {
         let r = Registry::new(10, 10, Duration::from_secs(30));
-        let claim = r.start_ingest("c").unwrap();
+        let claim = r.start_ingest("c", None).unwrap();
         let frame: Frame = Arc::from(r#"{"type":"card","display_id":"d1"}"#);
         claim.call.show("d1", &frame);
         assert!(claim.call.was_shown("d1"));
         assert!(!claim.call.was_shown("d2"));
-        let sub = r.subscribe("c", 4).unwrap();
+        let sub = r.subscribe("c", 4, None).unwrap();
         assert_eq!(
             sub.replay,
             [r#"{"type":"card","display_id":"d1","replayed":true}"#]
@@ -473,17 +522,42 @@ mod tests {
     #[test]
     fn reap_keeps_calls_in_grace() {
         let r = Registry::new(10, 10, Duration::from_secs(30));
-        let claim = r.start_ingest("c").unwrap();
+        let claim = r.start_ingest("c", None).unwrap();
         r.end_ingest(&claim.call, claim.id, parked("c"));
         assert_eq!(r.reap(), 0);
         let r = Registry::new(1, 10, Duration::from_millis(0));
-        let claim = r.start_ingest("c").unwrap();
+        let claim = r.start_ingest("c", None).unwrap();
         r.end_ingest(&claim.call, claim.id, parked("c"));
         assert_eq!(r.reap(), 1);
         assert!(r.is_empty());
         assert!(
-            r.start_ingest("d").is_ok(),
+            r.start_ingest("d", None).is_ok(),
             "the reaped call's slot is free again"
+        );
+    }
+
+    #[test]
+    fn a_rep_scoped_panel_follows_only_its_reps_call() {
+        let r = Registry::new(10, 10, Duration::from_secs(30));
+        // Waiting for a call that has not started: accepted.
+        let ana = r.subscribe("c", 4, Some("r-ana")).unwrap();
+        let any = r.subscribe("c", 4, None).unwrap();
+        let bob = r.subscribe("c", 4, Some("r-bob")).unwrap();
+        r.start_ingest("c", Some("r-bob")).unwrap();
+        assert!(ana.other_rep.is_cancelled(), "not ana's call");
+        assert!(!any.other_rep.is_cancelled() && !bob.other_rep.is_cancelled());
+        // Once the call is known, another rep's panel is turned away at once.
+        assert!(
+            r.subscribe("c", 4, Some("r-ana"))
+                .unwrap()
+                .other_rep
+                .is_cancelled()
+        );
+        assert!(
+            !r.subscribe("c", 4, Some("r-bob"))
+                .unwrap()
+                .other_rep
+                .is_cancelled()
         );
     }
 }

@@ -470,7 +470,11 @@ async fn call_cards(
             "call id must be 1 to {MAX_ID_LEN} bytes without control characters"
         ));
     }
-    if let Some(super::RepScope(Some(rep))) = req.extensions().get::<super::RepScope>() {
+    let scope = req
+        .extensions()
+        .get::<super::RepScope>()
+        .and_then(|s| s.0.clone());
+    if let Some(rep) = &scope {
         // A rep token scoped to one rep reads only that rep's calls. A call not in the
         // store yet is left to the subscribe task.
         match state.store().call(&call_id).await {
@@ -501,7 +505,7 @@ async fn call_cards(
     let st = state.clone();
     let span = info_span!("subscriber", call_id = %call_id);
     let mut response = upgrade(&state, req, span, move |ws| {
-        subscribe::run(st, ws, store, call_id)
+        subscribe::run(st, ws, store, call_id, scope)
     });
     response.headers_mut().insert(
         header::CACHE_CONTROL,

@@ -47,13 +47,13 @@ struct IngestHost {
     /// This connection's hold on the call it started.
     claim: Option<Claim>,
     /// A call held by another connection that was asked to let go: `start` waits for it.
-    waiting_for: Option<(String, Arc<Call>)>,
+    waiting_for: Option<(String, Option<String>, Arc<Call>)>,
 }
 
 impl IngestHost {
     /// Claims `call_id`; the admission for the driver.
-    fn claim(&mut self, call_id: &str) -> Result<Admission, JoinError> {
-        let mut claim = self.state.calls.start_ingest(call_id)?;
+    fn claim(&mut self, call_id: &str, rep_id: Option<&str>) -> Result<Admission, JoinError> {
+        let mut claim = self.state.calls.start_ingest(call_id, rep_id)?;
         Span::current().record("call_id", call_id);
         info!(%call_id, resumed = claim.parked.is_some(), "call started");
         let admission = match claim.parked.take() {
@@ -93,18 +93,20 @@ impl Host for IngestHost {
     }
 
     fn admit(&mut self, start: &Start) -> Admission {
-        match self.claim(&start.call_id) {
+        let rep_id = start.rep_id.as_deref();
+        match self.claim(&start.call_id, rep_id) {
             Ok(admission) => admission,
             // A newer start takes the call over: the holder is asked to let go.
             Err(JoinError::IngestBusy(_)) => match self.state.calls.take_over(&start.call_id) {
                 Some(call) => {
                     info!(call_id = %start.call_id, "call taken over by a newer connection");
-                    self.waiting_for = Some((start.call_id.clone(), call));
+                    let rep_id = start.rep_id.clone();
+                    self.waiting_for = Some((start.call_id.clone(), rep_id, call));
                     Admission::Wait
                 }
                 // Let go in between.
                 None => self
-                    .claim(&start.call_id)
+                    .claim(&start.call_id, rep_id)
                     .unwrap_or_else(|e| Admission::Refuse(refusal(e))),
             },
             Err(e) => Admission::Refuse(refusal(e)),
@@ -251,14 +253,14 @@ async fn take_over(
     host: &mut IngestHost,
     out: &mut Output,
 ) {
-    let Some((call_id, call)) = host.waiting_for.take() else {
+    let Some((call_id, rep_id, call)) = host.waiting_for.take() else {
         return;
     };
     if !Registry::released(&call, TAKEOVER_WAIT).await {
         warn!(%call_id, "the connection holding the call did not let go in time");
     }
     let admission = host
-        .claim(&call_id)
+        .claim(&call_id, rep_id.as_deref())
         .unwrap_or_else(|e| Admission::Refuse(refusal(e)));
     let _ = state;
     driver.admitted(engine, admission, host, out);

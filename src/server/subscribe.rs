@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::AppState;
@@ -24,13 +25,18 @@ use crate::store::{FeedbackRow, Record, StoreHandle};
 use crate::timestamp::Timestamp;
 
 /// Runs one subscriber connection to its end.
-pub(super) async fn run<S>(state: Arc<AppState>, mut ws: S, store: StoreHandle, call_id: String)
-where
+pub(super) async fn run<S>(
+    state: Arc<AppState>,
+    mut ws: S,
+    store: StoreHandle,
+    call_id: String,
+    scope: Option<String>,
+) where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
     let sub = match state
         .calls
-        .subscribe(&call_id, state.limits.subscriber_queue)
+        .subscribe(&call_id, state.limits.subscriber_queue, scope.as_deref())
     {
         Ok(sub) => sub,
         Err(e) => {
@@ -50,8 +56,11 @@ where
         id,
         mut frames,
         replay,
+        other_rep,
     } = sub;
-    let close_frame = if send_first(&state, &call_id, replay, &mut ws).await.is_err() {
+    let close_frame = if other_rep.is_cancelled() {
+        close(CloseCode::Library(4003), "another rep's call")
+    } else if send_first(&state, &call_id, replay, &mut ws).await.is_err() {
         None
     } else {
         let mut panel = Panel {
@@ -65,7 +74,7 @@ where
             ),
             opened: tokio::time::Instant::now(),
         };
-        panel.serve(&mut frames, &mut ws).await
+        panel.serve(&mut frames, &other_rep, &mut ws).await
     };
     state.calls.unsubscribe(&call, id);
     if let Some(frame) = close_frame {
@@ -113,6 +122,7 @@ impl Panel<'_> {
     async fn serve<S>(
         &mut self,
         frames: &mut mpsc::Receiver<Frame>,
+        other_rep: &CancellationToken,
         ws: &mut S,
     ) -> Option<CloseFrame>
     where
@@ -129,6 +139,8 @@ impl Panel<'_> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return close(CloseCode::Away, "server shutting down"),
+                // A rep-scoped token waited for a call that started with another rep.
+                _ = other_rep.cancelled() => return close(CloseCode::Library(4003), "another rep's call"),
                 frame = frames.recv() => match frame {
                     Some(frame) => {
                         if socket::send(ws, Message::text(frame.to_string())).await.is_err() {
