@@ -104,6 +104,7 @@ on_both_backends!(
     writer_writes_every_record_once_under_concurrency,
     send_after_the_writer_is_gone_is_closed,
     writer_retries_a_failed_batch_without_losing_it,
+    a_record_the_database_rejects_is_dead_lettered_and_the_queue_moves_on,
 );
 
 fn exposure(display_id: &str, call_id: &str) -> ExposureRow {
@@ -498,4 +499,61 @@ async fn writer_retries_a_failed_batch_without_losing_it(db: TestDb) {
     assert_eq!(stats.written(), 3);
     assert_eq!(count(&store, "exposures").await, 3);
     admin.close().await.expect("close admin");
+}
+
+impl TestDb {
+    fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+
+    /// Makes the database reject, for good, every exposure of the call `poison`: a trigger
+    /// on SQLite (a constraint error); on PostgreSQL the call id carries a NUL byte, which
+    /// its text type cannot hold (an encoding error). Returns the call id to use.
+    async fn reject_call_for_good(&self) -> &'static str {
+        if self.is_postgres() {
+            return "poi\0son";
+        }
+        let mut admin = AnyConnection::connect(&self.url).await.expect("admin");
+        sqlx::query(
+            "CREATE TRIGGER reject_poison BEFORE INSERT ON exposures \
+             WHEN NEW.call_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("create trigger");
+        admin.close().await.expect("close admin");
+        "poison"
+    }
+}
+
+async fn a_record_the_database_rejects_is_dead_lettered_and_the_queue_moves_on(db: TestDb) {
+    let store = db.store.clone();
+    let poison = db.reject_call_for_good().await;
+    let (handle, task) = spawn_writer(store.clone(), 16);
+    let stats = handle.stats();
+    handle
+        .send(Record::Exposure(exposure("ok-1", "c-ok")))
+        .await
+        .expect("send");
+    handle
+        .send(Record::Exposure(exposure("bad-1", poison)))
+        .await
+        .expect("send");
+    handle
+        .send(Record::Exposure(exposure("ok-2", "c-ok")))
+        .await
+        .expect("send");
+    drop(handle);
+    timeout(Duration::from_secs(10), task.finish())
+        .await
+        .expect("the writer moved past the rejected record")
+        .expect("finish");
+    assert_eq!(count(&store, "exposures").await, 2);
+    assert_eq!(stats.dead_letters(), 1);
+    assert!(!stats.failing(), "a rejection is not an outage");
+    let letters = store.dead_letters().await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let record: Record = serde_json::from_str(&letters[0].record).expect("record JSON");
+    assert_eq!(record, Record::Exposure(exposure("bad-1", poison)));
+    assert!(!letters[0].error.is_empty());
 }
