@@ -24,8 +24,11 @@ pub struct Limits {
     pub idle_timeout_seconds: u64,
     /// How long an ended call's state is kept so a reconnect resumes it.
     pub call_grace_seconds: u64,
-    /// Records waiting for the store writer; a full queue slows the producing call.
+    /// Records waiting in memory for the store writer; a full queue spills to disk.
     pub store_queue: usize,
+    /// Bytes the spill file behind the store queue may hold; only when the queue and the
+    /// spill are both full does the producing call wait.
+    pub spill_max_bytes: u64,
     /// How long shutdown waits for connections to close and the store to drain.
     pub shutdown_grace_seconds: u64,
     /// Calls (live or in their grace period) held at once.
@@ -49,6 +52,7 @@ impl Default for Limits {
             idle_timeout_seconds: 600,
             call_grace_seconds: 30,
             store_queue: 65_536,
+            spill_max_bytes: 1 << 30,
             shutdown_grace_seconds: 10,
             max_calls: 20_000,
             subscriber_queue: 256,
@@ -66,6 +70,7 @@ impl Limits {
             ("max_message_bytes", self.max_message_bytes as u64),
             ("idle_timeout_seconds", self.idle_timeout_seconds),
             ("store_queue", self.store_queue as u64),
+            ("spill_max_bytes", self.spill_max_bytes),
             ("max_calls", self.max_calls as u64),
             ("subscriber_queue", self.subscriber_queue as u64),
             (
@@ -160,6 +165,16 @@ struct RawFile {
     tokens: Vec<RawToken>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    store: StoreSettings,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSettings {
+    /// Where the spill file and dead letters go.
+    spill_dir: Option<PathBuf>,
 }
 
 /// Values given on the command line or in the environment (already merged by the CLI:
@@ -182,6 +197,9 @@ pub struct ServeConfig {
     pub watch: bool,
     pub tokens: Vec<Token>,
     pub limits: Limits,
+    /// `[store] spill_dir`; `None`: next to the SQLite file, or the working directory
+    /// ([`crate::store::default_spill_dir`]).
+    pub spill_dir: Option<PathBuf>,
 }
 
 impl Default for ServeConfig {
@@ -193,6 +211,7 @@ impl Default for ServeConfig {
             watch: true,
             tokens: Vec::new(),
             limits: Limits::default(),
+            spill_dir: None,
         }
     }
 }
@@ -285,6 +304,7 @@ impl ServeConfig {
             watch: overrides.watch.or(raw.watch).unwrap_or(d.watch),
             tokens,
             limits: raw.limits,
+            spill_dir: raw.store.spill_dir,
         })
     }
 
@@ -441,5 +461,6 @@ mod example_file {
         assert_eq!(c.db, d.db);
         assert_eq!(c.watch, d.watch);
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.spill_dir, d.spill_dir);
     }
 }

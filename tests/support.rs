@@ -69,7 +69,13 @@ impl TestServer {
             db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cuedeck.db").display()));
         let engine = Engine::new(Library::load_dir(cards).expect("valid cards")).expect("engine");
         let store = Store::open(&url).await.expect("store");
-        let (handle, writer) = store::spawn_writer(store.clone(), limits.store_queue);
+        let spill = store::SpillOptions {
+            dir: dir.path().join("spill"),
+            max_bytes: limits.spill_max_bytes,
+        };
+        let (handle, writer) =
+            store::spawn_writer_with_spill(store.clone(), limits.store_queue, &spill)
+                .expect("spill");
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = AppState::new(engine, store.clone(), handle, limits, tokens);

@@ -191,10 +191,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.store_ok().await {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let depth = state.metrics_snapshot().await.store_queue_depth;
+        let s = state.metrics_snapshot().await;
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("store not writable; {depth} records queued\n"),
+            format!(
+                "store not writable; {} records queued, {} bytes spilled\n",
+                s.store_queue_depth, s.store_spill_bytes
+            ),
         )
             .into_response()
     }
