@@ -261,3 +261,108 @@ fn read_record(file: &mut impl Read, left: u64) -> Result<(Record, u64), String>
     let record = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
     Ok((record, HEADER + len))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timestamp::Timestamp;
+
+    fn ended(call_id: &str) -> Record {
+        Record::CallEnded {
+            call_id: call_id.to_string(),
+            ended_at: Timestamp::parse("2026-11-23T10:00:00.000Z").expect("timestamp"),
+        }
+    }
+
+    fn segment_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Spills three records in one process, then "crashes" by damaging the file the way
+    /// `damage` does; the next open reads the records before the damage and keeps the rest.
+    fn after_damage(damage: impl FnOnce(&Path, u64)) -> (tempfile::TempDir, Vec<Record>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut spill = Spill::open(dir.path(), 1 << 20).expect("open");
+        for call in ["c-1", "c-2", "c-3"] {
+            assert!(spill.append(&ended(call)).expect("append"));
+        }
+        let record_len = spill.pending_bytes() / 3;
+        drop(spill);
+        let files = segment_files(dir.path(), "log");
+        assert_eq!(files.len(), 1);
+        damage(&files[0], record_len);
+
+        let mut spill = Spill::open(dir.path(), 1 << 20).expect("reopen");
+        assert!(!spill.is_empty(), "the spill survives a restart");
+        let chunk = spill.read(100).expect("read");
+        spill.consume(&chunk).expect("consume");
+        assert!(spill.is_empty());
+        (dir, chunk.records)
+    }
+
+    #[test]
+    fn a_torn_tail_after_a_crash_is_detected_and_skipped() {
+        let (dir, records) = after_damage(|file, record_len| {
+            // The third record was half written when the process died.
+            let f = OpenOptions::new().write(true).open(file).expect("open");
+            f.set_len(2 * record_len + record_len / 2)
+                .expect("truncate");
+        });
+        assert_eq!(records, vec![ended("c-1"), ended("c-2")]);
+        assert!(segment_files(dir.path(), "log").is_empty());
+        assert_eq!(
+            segment_files(dir.path(), "torn").len(),
+            1,
+            "kept, not deleted"
+        );
+    }
+
+    #[test]
+    fn a_record_whose_checksum_does_not_match_ends_the_segment() {
+        let (_dir, records) = after_damage(|file, record_len| {
+            let mut bytes = std::fs::read(file).expect("read");
+            let i = (record_len + HEADER + 3) as usize; // in the second record's payload
+            bytes[i] ^= 0x20;
+            std::fs::write(file, bytes).expect("write");
+        });
+        assert_eq!(records, vec![ended("c-1")]);
+    }
+
+    #[test]
+    fn the_spill_is_bounded_and_drained_segments_are_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = {
+            let mut probe = Spill::open(&dir.path().join("probe"), 1 << 20).expect("open");
+            probe.append(&ended("c-00")).expect("append");
+            probe.pending_bytes()
+        };
+        // Room for 10 records; segments of 4 KiB (the smallest).
+        let mut spill = Spill::open(&dir.path().join("s"), 10 * one).expect("open");
+        let mut appended = 0;
+        while spill
+            .append(&ended(&format!("c-{appended:02}")))
+            .expect("append")
+        {
+            appended += 1;
+        }
+        assert_eq!(appended, 10);
+        assert_eq!(spill.pending_bytes(), 10 * one);
+        let mut read = Vec::new();
+        while !spill.is_empty() {
+            let chunk = spill.read(3).expect("read");
+            read.extend(chunk.records.iter().cloned());
+            spill.consume(&chunk).expect("consume");
+        }
+        let expected: Vec<_> = (0..10).map(|i| ended(&format!("c-{i:02}"))).collect();
+        assert_eq!(read, expected);
+        assert!(segment_files(&dir.path().join("s"), "log").is_empty());
+        // Room again once drained.
+        assert!(spill.append(&ended("c-10")).expect("append"));
+    }
+}

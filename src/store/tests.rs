@@ -557,3 +557,166 @@ async fn a_record_the_database_rejects_is_dead_lettered_and_the_queue_moves_on(d
     assert_eq!(record, Record::Exposure(exposure("bad-1", poison)));
     assert!(!letters[0].error.is_empty());
 }
+
+/// A connection holding SQLite's write lock: the writer's transactions wait on it.
+async fn lock_sqlite(url: &str) -> AnyConnection {
+    let mut blocker = AnyConnection::connect(url).await.expect("blocker");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    blocker
+}
+
+async fn unlock_sqlite(mut blocker: AnyConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    blocker.close().await.expect("close blocker");
+}
+
+fn spill_in(dir: &Path, max_bytes: u64) -> SpillOptions {
+    SpillOptions {
+        dir: dir.join("spill"),
+        max_bytes,
+    }
+}
+
+fn spill_files(options: &SpillOptions) -> Vec<String> {
+    std::fs::read_dir(&options.dir)
+        .expect("spill dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_queue_spills_to_disk_and_sends_do_not_wait() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = lock_sqlite(&db.url).await;
+    let spill = spill_in(dir.path(), 1 << 20);
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 4, &spill).expect("writer");
+    let stats = handle.stats();
+    for i in 0..200 {
+        let record = Record::Exposure(exposure(&format!("s-{i:03}"), "c-s"));
+        timeout(Duration::from_millis(200), handle.send(record))
+            .await
+            .expect("a send does not wait while the spill has room")
+            .expect("send");
+    }
+    assert_eq!(handle.queue_depth(), 4);
+    assert!(stats.spilled() >= 190, "{}", stats.spilled());
+    assert!(stats.spill_bytes() > 0);
+    assert_eq!(count(&db.store, "exposures").await, 0);
+
+    unlock_sqlite(blocker).await;
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 200);
+    assert_eq!(count(&db.store, "distinct_exposures").await, 200);
+    assert_eq!(stats.spill_bytes(), 0);
+    assert!(spill_files(&spill).is_empty(), "{:?}", spill_files(&spill));
+}
+
+#[tokio::test]
+async fn the_spill_survives_a_restart_and_is_written_first() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spill = spill_in(dir.path(), 1 << 20);
+    let call = |deal: &str| {
+        Record::CallStarted(CallRow {
+            call_id: "c-r".to_string(),
+            deal_id: Some(deal.to_string()),
+            rep_id: None,
+            context: "{}".to_string(),
+            started_at: t("2026-11-23T10:00:00.000Z"),
+        })
+    };
+    let blocker = lock_sqlite(&db.url).await;
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 1, &spill).expect("writer");
+    let stats = handle.stats();
+    // The writer takes one record and waits on the lock, one fills the queue …
+    for i in 0..2 {
+        let record = Record::Exposure(exposure(&format!("mem-{i}"), "c-m"));
+        handle.send(record).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // … and a whole call goes to the spill.
+    handle.send(call("d-old")).await.expect("send");
+    for i in 0..8 {
+        let record = Record::Exposure(exposure(&format!("disk-{i}"), "c-r"));
+        handle.send(record).await.expect("send");
+    }
+    handle
+        .send(Record::CallEnded {
+            call_id: "c-r".to_string(),
+            ended_at: t("2026-11-23T10:05:00.000Z"),
+        })
+        .await
+        .expect("send");
+    assert_eq!(stats.spilled(), 10);
+
+    // The process dies: the writer is gone mid-transaction, the spill stays on disk.
+    task.join.abort();
+    let _ = task.join.await;
+    drop(handle);
+    unlock_sqlite(blocker).await;
+
+    let store = Store::open(&db.url).await.expect("reopen");
+    let (handle, task) = spawn_writer_with_spill(store.clone(), 1, &spill).expect("restart");
+    assert!(handle.stats().spill_bytes() > 0);
+    // The call reconnects on the new process: it must land after the spilled end.
+    handle.send(call("d-new")).await.expect("send");
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 11);
+
+    let rows = store.exposures(Some("c-r")).await.expect("read");
+    assert_eq!(rows.len(), 8);
+    let (row, ended_at) = store.call("c-r").await.expect("read").expect("the call");
+    assert_eq!(row.deal_id.as_deref(), Some("d-new"));
+    assert_eq!(
+        ended_at, None,
+        "the spilled end was written before the reconnect"
+    );
+    assert!(spill_files(&spill).is_empty(), "{:?}", spill_files(&spill));
+}
+
+#[tokio::test]
+async fn when_the_queue_and_the_spill_are_full_a_send_waits() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = lock_sqlite(&db.url).await;
+    // Room for one record in the spill (a record always fits in an empty spill).
+    let spill = spill_in(dir.path(), 1);
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 1, &spill).expect("writer");
+    let mut sent = 0;
+    loop {
+        let record = Record::Exposure(exposure(&format!("w-{sent}"), "c-w"));
+        match timeout(Duration::from_millis(100), handle.send(record)).await {
+            Ok(result) => {
+                result.expect("send");
+                sent += 1;
+                assert!(sent < 10, "never waited");
+                tokio::time::sleep(Duration::from_millis(20)).await; // the writer takes it
+            }
+            Err(_) => break,
+        }
+    }
+    // One in the writer's hands, one queued, one spilled.
+    assert_eq!(sent, 3);
+    let late = handle.clone();
+    let pending =
+        tokio::spawn(async move { late.send(Record::Exposure(exposure("w-late", "c-w"))).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!pending.is_finished(), "a send completed with both full");
+
+    unlock_sqlite(blocker).await;
+    timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the send completes once there is room")
+        .expect("join")
+        .expect("send");
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 4);
+    assert_eq!(count(&db.store, "exposures").await, 4);
+}
