@@ -351,3 +351,101 @@ async fn sqlite_disk_full_buffers_exposures_until_space_returns() {
     assert_eq!(shown_display_ids(&stopped.store).await, cards);
     stopped.store.close().await;
 }
+
+/// A connection holding the SQLite file's write lock: every write waits behind it.
+async fn lock_sqlite(url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    let mut blocker = sqlx::AnyConnection::connect(url).await.expect("blocker");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    blocker
+}
+
+async fn unlock_sqlite(mut blocker: sqlx::AnyConnection) {
+    use sqlx::Connection;
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    blocker.close().await.expect("close blocker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_spills_to_disk_and_cards_keep_flowing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
+    let limits = Limits {
+        store_queue: 1,
+        ..Limits::default()
+    };
+    let server = TestServer::start_with(
+        &bundled_cards(),
+        limits,
+        Tokens::default(),
+        Some(db.clone()),
+    )
+    .await;
+    let blocker = lock_sqlite(&db).await;
+
+    // The database takes nothing and the queue holds one record: the call's records go to
+    // the spill, and every card still reaches the rep at once.
+    let cards = tokio::time::timeout(Duration::from_secs(10), demo_call_cards(&server))
+        .await
+        .expect("the call was not held up by the store");
+    let text = http_get(server.addr, "/metrics".into()).await;
+    assert!(metric(&text, "cuedeck_store_spilled_total") > 0, "{text}");
+    assert!(metric(&text, "cuedeck_store_spill_bytes") > 0, "{text}");
+    assert_eq!(metric(&text, "cuedeck_exposures_written_total"), 0);
+
+    unlock_sqlite(blocker).await;
+    wait_until_written(&server, cards.len()).await;
+    let text = http_get(server.addr, "/metrics".into()).await;
+    assert_eq!(metric(&text, "cuedeck_store_spill_bytes"), 0, "{text}");
+    assert_eq!(metric(&text, "cuedeck_store_dead_letters_total"), 0);
+    let stopped = server.shutdown().await;
+    assert_eq!(shown_display_ids(&stopped.store).await, cards);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_metrics_do_not_query_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
+    let server = TestServer::start_with(
+        &bundled_cards(),
+        Limits::default(),
+        Tokens::default(),
+        Some(db.clone()),
+    )
+    .await;
+    let (code, _) = http_request(server.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 200);
+
+    // With the database locked, a per-request query (a ping) would wait on the lock. 64
+    // clients hammer both endpoints; each answer comes from the writer's state at once.
+    let blocker = lock_sqlite(&db).await;
+    let addr = server.addr;
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            tokio::spawn(async move {
+                let path = if i % 2 == 0 { "/readyz" } else { "/metrics" };
+                for _ in 0..5 {
+                    let started = std::time::Instant::now();
+                    let (code, body) = http_request(addr, "GET", path, None, None).await;
+                    assert!(code == 200 || code == 503, "{path}: {code} {body}");
+                    assert!(
+                        started.elapsed() < Duration::from_millis(1500),
+                        "{path} took {:?}",
+                        started.elapsed()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("client");
+    }
+    unlock_sqlite(blocker).await;
+    server.shutdown().await;
+}
