@@ -449,3 +449,73 @@ async fn readyz_and_metrics_do_not_query_the_database() {
     unlock_sqlite(blocker).await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_ids_are_refused() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    // A key with a control character would be refused by PostgreSQL (NUL) or corrupt logs
+    // and CSVs: refused at the door, with the field named.
+    let refused: &[(&str, &str)] = &[
+        (r#"{"type":"start","call_id":"c\u0000x"}"#, "`call_id`"),
+        (
+            r#"{"type":"start","call_id":"c-ok","deal_id":"d\u001b[2J"}"#,
+            "`deal_id`",
+        ),
+        (
+            r#"{"type":"start","call_id":"c-ok","rep_id":"r\nx"}"#,
+            "`rep_id`",
+        ),
+    ];
+    for (frame, field) in refused {
+        send(&mut ws, frame).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err["code"], "bad_message", "{frame}");
+        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
+    }
+    send(&mut ws, r#"{"type":"start","call_id":"c-ok"}"#).await;
+    assert_eq!(next_json(&mut ws).await["type"], "ready");
+    let refused: &[(&str, &str)] = &[
+        (
+            r#"{"type":"feedback","display_id":"01J\u0007","action":"clicked"}"#,
+            "`display_id`",
+        ),
+        (
+            r#"{"type":"transcript","segment_id":"s\u0000","speaker":"rep","text":"hi"}"#,
+            "`segment_id`",
+        ),
+    ];
+    for (frame, field) in refused {
+        send(&mut ws, frame).await;
+        let err = next_json(&mut ws).await;
+        assert_eq!(err["code"], "bad_message", "{frame}");
+        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
+    }
+    send(&mut ws, r#"{"type":"end"}"#).await;
+    drain(&mut ws).await;
+
+    let resp = http_get(
+        server.addr,
+        "/v1/stream?format=deepgram&call_id=c%00x".into(),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("`call_id`"), "{resp}");
+    let resp = http_get(server.addr, "/v1/calls/c%01x/cards".into()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let (code, body) = http_request(
+        server.addr,
+        "POST",
+        "/v1/outcomes",
+        None,
+        Some(r#"{"deal_id":"d\u0000","outcome":"won"}"#),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("deal_id"), "{body}");
+
+    let stopped = server.shutdown().await;
+    assert!(stopped.store.call("c\0x").await.unwrap().is_none());
+    assert!(stopped.store.outcomes(None).await.unwrap().is_empty());
+    assert!(stopped.store.call("c-ok").await.unwrap().is_some());
+}
