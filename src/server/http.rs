@@ -337,7 +337,7 @@ async fn call_cards(
     Path(call_id): Path<String>,
     req: Request,
 ) -> Response {
-    if call_id.is_empty() || call_id.len() > MAX_ID_LEN || call_id.chars().any(char::is_control) {
+    if !crate::protocol::valid_id(&call_id) {
         return bad_request(&format!(
             "call id must be 1 to {MAX_ID_LEN} bytes without control characters"
         ));
