@@ -14,11 +14,15 @@
 //!   open), `synchronous = NORMAL` and a 5 s `busy_timeout` on every connection; write
 //!   transactions start with `BEGIN IMMEDIATE` so a busy database waits instead of failing
 //!   on a stale snapshot.
-//! - Writes from the hot path go through [`spawn_writer`]: producers hold a cloneable
-//!   [`StoreHandle`] over a bounded channel (a full queue makes `send` wait: backpressure,
-//!   never a silent drop); one task drains it in batches of up to 513 records per
-//!   transaction and retries a failed batch with backoff (100 ms doubling to 5 s) until it
-//!   succeeds. Exposure and feedback inserts are idempotent, so a retried batch is safe.
+//! - Writes from the hot path go through [`spawn_writer_with_spill`]: producers hold a
+//!   cloneable [`StoreHandle`] over a bounded channel; when it is full, records go to a
+//!   bounded spill file on local disk, and only when both are full does `send` wait
+//!   (backpressure, never a silent drop). One task, on its own connection, drains the queue
+//!   then the spill in batches of up to 513 records per transaction and retries a batch
+//!   that failed for a transient reason with backoff (100 ms doubling to 5 s) until it
+//!   succeeds; a batch the database rejects is retried record by record and a record
+//!   rejected for good becomes a dead letter. Exposure and feedback inserts are
+//!   idempotent, so a retried batch (or a spill re-read after a crash) is safe.
 
 use std::time::Duration;
 
@@ -138,7 +142,7 @@ fn rejects_for_good(error: &sqlx::Error) -> bool {
             // SQLite result codes (the primary code is the low byte): TOOBIG 18,
             // CONSTRAINT 19 (also a trigger's RAISE), MISMATCH 20, RANGE 25.
             db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
-                .and_then(|e| sqlx::error::DatabaseError::code(e))
+                .and_then(sqlx::error::DatabaseError::code)
                 .and_then(|code| code.parse::<u32>().ok())
                 .is_some_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25))
         }
