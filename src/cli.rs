@@ -19,7 +19,7 @@ use crate::config::{Overrides, ServeConfig};
 use crate::convert::{self, HvbText};
 use crate::engine::Engine;
 use crate::library::{Library, LibraryError};
-use crate::protocol::adapters::CallSetup;
+use crate::protocol::adapters::{CallSetup, SetupParams};
 use crate::replay::{DecisionLine, InputFormat};
 
 mod experiments;
@@ -86,8 +86,15 @@ struct ServeArgs {
     #[arg(long)]
     no_watch: bool,
     /// Log format on stderr.
-    #[arg(long, env = "CUEDECK_LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
-    log_format: String,
+    #[arg(long, env = "CUEDECK_LOG_FORMAT", value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+/// `serve --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -97,11 +104,11 @@ struct ReplayArgs {
     cards: PathBuf,
     /// Input format: native or a provider's messages as JSON lines, or a Harper Valley
     /// Bank transcript (hvb).
-    #[arg(long, default_value = "native", value_parser = InputFormat::NAMES)]
-    format: String,
+    #[arg(long, value_enum, default_value = "native")]
+    format: InputFormat,
     /// Which Harper Valley Bank transcript: the ASR output or the human correction.
-    #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
-    text: String,
+    #[arg(long, value_enum, default_value = "asr")]
+    text: HvbText,
     #[command(flatten)]
     setup: SetupArgs,
     /// Print JSON: one object per decision (with --diff, per change; with --summary, one
@@ -148,35 +155,45 @@ struct SetupArgs {
 
 impl SetupArgs {
     fn setup(&self) -> Result<CallSetup, Failure> {
-        let setup = CallSetup {
+        let params = SetupParams {
             call_id: self.ids.call_id.clone(),
             deal_id: self.ids.deal_id.clone(),
             rep_id: self.ids.rep_id.clone(),
-            rep_label: self
-                .rep_channel
-                .clone()
-                .or_else(|| self.rep_speaker.clone()),
+            rep_channel: self.rep_channel.clone(),
+            rep_speaker: self.rep_speaker.clone(),
         };
-        setup.check().map_err(|e| anyhow!("{e}"))?;
-        Ok(setup)
+        Ok(params.setup().map_err(|e| anyhow!("{e}"))?)
     }
 }
 
 #[derive(Debug, Args)]
 struct ConvertArgs {
     /// Format of the recorded call.
-    #[arg(long, value_parser = ["hvb"])]
-    from: String,
+    #[arg(long, value_enum)]
+    from: ConvertFrom,
     /// Stream format written to stdout.
-    #[arg(long, value_parser = ["deepgram", "native"])]
-    to: String,
+    #[arg(long, value_enum)]
+    to: ConvertTo,
     /// Which Harper Valley Bank transcript: the ASR output or the human correction.
-    #[arg(long, default_value = "asr", value_parser = ["asr", "human"])]
-    text: String,
+    #[arg(long, value_enum, default_value = "asr")]
+    text: HvbText,
     #[command(flatten)]
     ids: CallIds,
     /// The recorded call.
     file: PathBuf,
+}
+
+/// `convert --from`: the recorded call formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConvertFrom {
+    Hvb,
+}
+
+/// `convert --to`: the stream formats a recorded call is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConvertTo {
+    Deepgram,
+    Native,
 }
 
 /// A failure with its exit code.
@@ -293,15 +310,9 @@ fn test(dir: &Path) -> Result<ExitCode, Failure> {
 
 fn replay_cmd(args: &ReplayArgs) -> Result<ExitCode, Failure> {
     let input = backtest::Input {
-        format: args
-            .format
-            .parse()
-            .map_err(|e: String| anyhow!("replay: {e}"))?,
+        format: args.format,
         setup: args.setup.setup().map_err(|f| f.error.context("replay"))?,
-        text: args
-            .text
-            .parse()
-            .map_err(|e: String| anyhow!("replay: {e}"))?,
+        text: args.text,
     };
     let engine = engine(&args.cards)?;
     let files = backtest::expand(&args.files).map_err(|e| anyhow!("replay: {e}"))?;
@@ -392,11 +403,7 @@ fn backtest_cmd(
 fn convert_cmd(args: &ConvertArgs) -> Result<ExitCode, Failure> {
     let json = std::fs::read_to_string(&args.file)
         .with_context(|| format!("convert: cannot read {}", args.file.display()))?;
-    let text: HvbText = args
-        .text
-        .parse()
-        .map_err(|e: String| anyhow!("convert: {e}"))?;
-    let segments = convert::parse_hvb(&json, text)
+    let segments = convert::parse_hvb(&json, args.text)
         .map_err(|e| anyhow!("convert: {}: {e}", args.file.display()))?;
     let stem = args
         .file
@@ -409,9 +416,9 @@ fn convert_cmd(args: &ConvertArgs) -> Result<ExitCode, Failure> {
         rep_label: None,
     };
     setup.check().map_err(|e| anyhow!("convert: {e}"))?;
-    let lines = match args.to.as_str() {
-        "deepgram" => convert::to_deepgram(&segments, &setup),
-        _ => convert::to_native(&segments, &setup),
+    let lines = match args.to {
+        ConvertTo::Deepgram => convert::to_deepgram(&segments, &setup),
+        ConvertTo::Native => convert::to_native(&segments, &setup),
     };
     let mut out = std::io::stdout().lock();
     out.write_all(lines.as_bytes())
@@ -431,7 +438,7 @@ fn format_clock(t_ms: u64) -> String {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
-    init_tracing(&args.log_format);
+    init_tracing(args.log_format);
     // CUEDECK_WATCH=false disables watching like --no-watch does.
     let env_watch = std::env::var("CUEDECK_WATCH").ok().map(|v| {
         !matches!(
@@ -586,7 +593,7 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received");
 }
 
-fn init_tracing(format: &str) {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CUEDECK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: log files and collectors get plain text.
@@ -595,7 +602,7 @@ fn init_tracing(format: &str) {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = if format == "json" {
+    let _ = if format == LogFormat::Json {
         builder.json().try_init()
     } else {
         builder.try_init()

@@ -115,12 +115,7 @@ impl Role {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Ingest => "ingest",
-            Role::Rep => "rep",
-            Role::Manager => "manager",
-            Role::Admin => "admin",
-        }
+        crate::names::name_of(&self)
     }
 }
 

@@ -18,26 +18,16 @@ use serde::{Deserialize, Serialize};
 use crate::library::Speaker;
 use crate::protocol::adapters::CallSetup;
 
-/// Which HVB transcript to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which HVB transcript to use (`--text`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum HvbText {
     /// The machine ASR `transcript`, errors and all.
     #[default]
     Asr,
     /// The corrected `human_transcript`.
     Human,
-}
-
-impl std::str::FromStr for HvbText {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<HvbText, String> {
-        match s {
-            "asr" => Ok(HvbText::Asr),
-            "human" => Ok(HvbText::Human),
-            _ => Err(format!("unknown text `{s}`, expected `asr` or `human`")),
-        }
-    }
 }
 
 /// A recorded call that cannot be converted.

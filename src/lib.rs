@@ -32,6 +32,7 @@
 //! - [`protocol`] — the native WebSocket messages: decoding with precise errors, encoding;
 //!   [`protocol::adapters`] turn each STT provider's live messages into native ones.
 //! - [`examples`] — `cuedeck test`: each card's examples against its triggers.
+//! - [`names`] — the names of unit enum variants from their serde attributes (one table).
 //! - [`histogram`] — a lock-free duration histogram in the Prometheus text format.
 //! - `parallel` — work split over scoped threads (`map` in input order, `Task`), done in
 //!   place when no thread can be had: library loading and `Matcher::build`.
@@ -107,6 +108,7 @@ pub mod histogram;
 pub mod library;
 pub mod location;
 pub mod matcher;
+pub mod names;
 pub mod normalize;
 pub mod outcomes;
 mod parallel;

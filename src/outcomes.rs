@@ -17,11 +17,10 @@
 use std::fmt;
 
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
 
 use crate::protocol::MAX_ID_LEN;
 use crate::store::OutcomeRow;
+use crate::timestamp::Timestamp;
 
 /// The CSV columns, in the documented order.
 pub const CSV_COLUMNS: [&str; 5] = ["deal_id", "outcome", "amount", "currency", "closed_at"];
@@ -29,7 +28,8 @@ pub const CSV_COLUMNS: [&str; 5] = ["deal_id", "outcome", "amount", "currency", 
 const FIELDS: [&str; 5] = CSV_COLUMNS;
 
 /// A deal's state in the CRM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutcomeKind {
     Won,
     Lost,
@@ -38,20 +38,12 @@ pub enum OutcomeKind {
 
 impl OutcomeKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Won => "won",
-            OutcomeKind::Lost => "lost",
-            OutcomeKind::Open => "open",
-        }
+        crate::names::name_of(&self)
     }
 
-    pub fn parse(s: &str) -> Option<OutcomeKind> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "won" => Some(OutcomeKind::Won),
-            "lost" => Some(OutcomeKind::Lost),
-            "open" => Some(OutcomeKind::Open),
-            _ => None,
-        }
+    /// A name in any case, surrounding spaces ignored.
+    pub fn parse(s: &str) -> Result<OutcomeKind, crate::names::UnknownName> {
+        crate::names::parse_name(&s.trim().to_ascii_lowercase())
     }
 }
 
@@ -63,20 +55,20 @@ pub struct Outcome {
     /// Decimal, major currency units.
     pub amount: Option<f64>,
     pub currency: Option<String>,
-    /// UTC, `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-    pub closed_at: Option<String>,
+    /// When the deal closed, if the CRM said.
+    pub closed_at: Option<Timestamp>,
 }
 
 impl Outcome {
     /// The store row, received at `received_at`.
-    pub fn into_row(self, received_at: &str) -> OutcomeRow {
+    pub fn into_row(self, received_at: Timestamp) -> OutcomeRow {
         OutcomeRow {
             deal_id: self.deal_id,
             outcome: self.outcome.as_str().to_string(),
             amount: self.amount,
             currency: self.currency,
             closed_at: self.closed_at,
-            received_at: received_at.to_string(),
+            received_at,
         }
     }
 }
@@ -135,31 +127,6 @@ impl BodyError {
     }
 }
 
-/// Formats a UTC time as the store's timestamp text.
-pub fn format_utc(t: OffsetDateTime) -> String {
-    let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-/// Parses an RFC 3339 timestamp (any offset) or a `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Some(t);
-    }
-    let date = Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
-    Some(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc())
-}
-
 fn check_deal_id(s: &str) -> Result<String, FieldError> {
     if !crate::protocol::valid_id(s) {
         return Err(field_err(
@@ -171,10 +138,10 @@ fn check_deal_id(s: &str) -> Result<String, FieldError> {
 }
 
 fn check_outcome(s: &str) -> Result<OutcomeKind, FieldError> {
-    OutcomeKind::parse(s).ok_or_else(|| {
+    OutcomeKind::parse(s).map_err(|e| {
         field_err(
             "outcome",
-            format!("expected `won`, `lost` or `open`, got {s:?}"),
+            format!("expected {}, got {s:?}", e.alternatives()),
         )
     })
 }
@@ -201,8 +168,8 @@ fn check_currency(s: &str) -> Result<String, FieldError> {
     }
 }
 
-fn check_closed_at(s: &str) -> Result<String, FieldError> {
-    parse_timestamp(s).map(format_utc).ok_or_else(|| {
+fn check_closed_at(s: &str) -> Result<Timestamp, FieldError> {
+    Timestamp::parse(s).map_err(|_| {
         field_err(
             "closed_at",
             format!("expected an RFC 3339 timestamp or a YYYY-MM-DD date, got {s:?}"),
@@ -453,6 +420,10 @@ fn from_cells(cells: [Option<&str>; 5]) -> Result<Outcome, FieldError> {
 mod tests {
     use super::*;
 
+    fn ts(text: &str) -> Timestamp {
+        Timestamp::parse(text).unwrap()
+    }
+
     #[test]
     fn one_object_or_an_array() {
         let one = parse_body(
@@ -466,7 +437,7 @@ mod tests {
                 outcome: OutcomeKind::Won,
                 amount: Some(12000.5),
                 currency: Some("USD".into()),
-                closed_at: Some("2026-11-20T10:00:00.000Z".into()),
+                closed_at: Some(ts("2026-11-20T10:00:00.000Z")),
             }]
         );
         let many =
@@ -483,9 +454,9 @@ mod tests {
             br#"{"deal_id":"d","outcome":"won","closed_at":"2026-11-20T12:00:00+02:00"}"#,
         )
         .unwrap();
-        assert_eq!(o[0].closed_at.as_deref(), Some("2026-11-20T10:00:00.000Z"));
+        assert_eq!(o[0].closed_at, Some(ts("2026-11-20T10:00:00.000Z")));
         let o = parse_body(br#"{"deal_id":"d","outcome":"won","closed_at":"2026-11-20"}"#).unwrap();
-        assert_eq!(o[0].closed_at.as_deref(), Some("2026-11-20T00:00:00.000Z"));
+        assert_eq!(o[0].closed_at, Some(ts("2026-11-20T00:00:00.000Z")));
     }
 
     #[test]

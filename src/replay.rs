@@ -72,31 +72,33 @@ pub enum InputFormat {
 }
 
 impl InputFormat {
-    /// Every name `--format` accepts.
-    pub const NAMES: [&'static str; 7] = [
-        "native",
-        "deepgram",
-        "assemblyai",
-        "aws",
-        "google",
-        "whisperlive",
-        "hvb",
-    ];
+    /// Every input format: the stream formats, then `hvb`.
+    pub const ALL: [InputFormat; Format::ALL.len() + 1] = {
+        let mut all = [InputFormat::Hvb; Format::ALL.len() + 1];
+        let mut i = 0;
+        while i < Format::ALL.len() {
+            all[i] = InputFormat::Stream(Format::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    /// The name `--format` takes: the stream format's name, or `hvb`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Stream(format) => format.as_str(),
+            InputFormat::Hvb => "hvb",
+        }
+    }
 }
 
-impl std::str::FromStr for InputFormat {
-    type Err = String;
+impl clap::ValueEnum for InputFormat {
+    fn value_variants<'a>() -> &'a [InputFormat] {
+        &InputFormat::ALL
+    }
 
-    fn from_str(s: &str) -> Result<InputFormat, String> {
-        if s == "hvb" {
-            return Ok(InputFormat::Hvb);
-        }
-        s.parse::<Format>().map(InputFormat::Stream).map_err(|_| {
-            format!(
-                "unknown format `{s}`, expected one of {}",
-                InputFormat::NAMES.join(", ")
-            )
-        })
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
     }
 }
 

@@ -99,16 +99,9 @@ impl Reason {
         Reason::Gap,
     ];
 
-    /// The reason's name as logged (`max_per_call`).
+    /// The reason's name as logged (`max_per_call`), from the serde attributes.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Shown => "shown",
-            Reason::Control => "control",
-            Reason::Cooldown => "cooldown",
-            Reason::MaxPerCall => "max_per_call",
-            Reason::Budget => "budget",
-            Reason::Gap => "gap",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -243,8 +236,9 @@ pub struct Session {
     shown_total: u32,
     /// Call time and priority of the last card shown: the deck's minimum gap.
     last_shown: Option<(u64, u32)>,
-    /// Sticky arm per experiment key for this call.
-    arms: HashMap<String, String>,
+    /// Sticky arm per experiment key for this call: the unit id it was assigned for and
+    /// the variant id (a new deal or rep on resume gets its own arm).
+    arms: HashMap<String, (String, String)>,
     /// Reused buffer for a message's normalized text (no allocation per message).
     scratch: String,
     /// Reused buffer for a message's patterns.
@@ -273,6 +267,12 @@ impl Session {
     /// Who the call is for.
     pub fn info(&self) -> &CallInfo {
         &self.info
+    }
+
+    /// A later `start` of the call (a reconnect) says who it is for from now on: deal, rep
+    /// and context. Cooldowns, budgets and segments carry on.
+    pub fn update_info(&mut self, info: CallInfo) {
+        self.info = info;
     }
 
     /// Bytes of normalized transcript currently kept.
@@ -441,14 +441,16 @@ impl Session {
             Unit::Rep => self.info.rep_id.as_deref(),
         }
         .filter(|id| !id.is_empty())?;
-        // Sticky for the call: a reload that keeps the variant keeps the arm.
+        // Sticky for the call and unit: a reload that keeps the variant keeps the arm.
         let index = self
             .arms
             .get(&exp.key)
-            .and_then(|v| exp.variants.iter().position(|x| x.id == *v))
+            .filter(|(unit, _)| unit == unit_id)
+            .and_then(|(_, v)| exp.variants.iter().position(|x| x.id == *v))
             .unwrap_or_else(|| experiment::assign(exp, unit_id));
         let variant = exp.variants.get(index)?;
-        self.arms.insert(exp.key.clone(), variant.id.clone());
+        let arm = (unit_id.to_string(), variant.id.clone());
+        self.arms.insert(exp.key.clone(), arm);
         Some(Arm {
             experiment_key: exp.key.clone(),
             variant: variant.id.clone(),

@@ -391,18 +391,17 @@ fn deal_outcome(
             amount: Some(amount),
             currency: Some("USD".into()),
             closed_at: None,
-            received_at: (first + Duration::days(1)).to_string(),
+            received_at: first + Duration::days(1),
         });
     }
     if closes < now {
-        let at = closes.to_string();
         outcomes.push(OutcomeRow {
             deal_id,
             outcome: if won { "won" } else { "lost" }.into(),
             amount: won.then_some(amount),
             currency: Some("USD".into()),
-            closed_at: Some(at.clone()),
-            received_at: at,
+            closed_at: Some(closes),
+            received_at: closes,
         });
     }
 }

@@ -59,7 +59,7 @@ impl Timestamp {
     }
 
     /// Midnight UTC at the start of `date`.
-    fn start_of(date: Date) -> Timestamp {
+    pub fn start_of(date: Date) -> Timestamp {
         Timestamp::from(PrimitiveDateTime::new(date, Time::MIDNIGHT).assume_utc())
     }
 
@@ -82,6 +82,15 @@ impl Timestamp {
         Timestamp {
             unix_ms: self.unix_ms.saturating_add(ms),
         }
+    }
+}
+
+/// Minus a `time` duration, truncated to milliseconds, saturating.
+impl std::ops::Sub<time::Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn sub(self, d: time::Duration) -> Timestamp {
+        self + -d
     }
 }
 

@@ -1030,6 +1030,16 @@ async fn provider_streams_set_up_from_the_query_and_answer_errors() {
     assert_eq!(card["card_id"], "replace");
     assert_eq!(card["trigger"]["speaker"], "rep");
 
+    // Query values are percent-decoded (`%2D` is `-`, `+` a space); a malformed escape is
+    // refused rather than kept as text.
+    let mut ws3 =
+        connect(&server.url("/v1/stream?format=assembly%61i&call_id=c%2Dq+2&rep_speaker=A")).await;
+    send(&mut ws3, r#"{"type":"Begin","id":"x","expires_at":1}"#).await;
+    assert_eq!(next_json(&mut ws3).await["call_id"], "c-q 2");
+    let resp = http_get(server.addr, "/v1/stream?call_id=c%ZZ".into()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("percent-encoded"), "{resp}");
+
     // No start and no call_id: control messages pass, a transcript is out of order.
     let mut ws2 = connect(&server.url("/v1/stream?format=deepgram")).await;
     send(&mut ws2, r#"{"type":"Metadata","request_id":"r"}"#).await;

@@ -345,9 +345,57 @@ async fn the_outcome_webhook_needs_the_admin_role() {
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].amount, Some(12000.0));
     assert_eq!(
-        saved[0].closed_at.as_deref(),
+        saved[0].closed_at.map(|t| t.to_string()).as_deref(),
         Some("2026-11-20T10:00:00.000Z")
     );
+    server.shutdown().await;
+}
+
+/// One validator for the report options: the same bad value is refused with the same
+/// message by `cuedeck report` and by the report route, each naming the parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_report_options_get_the_same_message_from_the_command_line_and_http() {
+    let cards = cards_dir();
+    let server = TestServer::start(cards.path(), Limits::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_url(&dir.path().join("report.db"));
+    for (param, value) in [
+        ("window_days", "0"),
+        ("window_days", "ninety"),
+        ("as_of", "22/11/2026"),
+        ("metric", "won"),
+        ("seq_tuning", "0"),
+    ] {
+        let path = format!("/v1/experiments/{KEY}/report?{param}={value}");
+        let (status, body) = http_request(server.addr, "GET", &path, None, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        let http = body["error"].as_str().unwrap();
+        let message = http
+            .strip_prefix(&format!("`{param}`: "))
+            .unwrap_or_else(|| panic!("{http} names `{param}`"));
+        assert!(message.contains(value), "{http}");
+
+        let flag = format!("--{}", param.replace('_', "-"));
+        let cards = cards.path().to_str().unwrap();
+        let out = cuedeck(&["report", "--db", &db, "--cards", cards, &flag, value]);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            text(&out.stderr).trim_end(),
+            format!("cuedeck: report: {flag}: {message}")
+        );
+    }
+    // Percent-encoded values are decoded: `2020%2D01%2D01` is 2020-01-01.
+    let (status, csv) = http_request(
+        server.addr,
+        "GET",
+        &format!("/v1/experiments/{KEY}/report?format=csv&as_of=2020%2D01%2D01"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.contains(",2020-01-01,"), "{csv}");
     server.shutdown().await;
 }
 

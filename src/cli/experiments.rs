@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use super::{Failure, engine, load};
 use crate::outcomes;
-use crate::report::{self, ExperimentDef, Metric, ReportOptions, render};
+use crate::report::{self, ExperimentDef, ReportOptions, ReportParams, render};
 use crate::store::Store;
 use crate::timestamp::Timestamp;
 
@@ -26,22 +26,18 @@ pub(super) struct ReportArgs {
     #[arg(long)]
     experiment: Option<String>,
     /// Output: an aligned table, JSON (one object per experiment and line) or CSV.
-    #[arg(long, default_value = "table", value_parser = ["table", "json", "csv"])]
-    format: String,
-    /// Outcome window after a unit's first exposure, in days.
-    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
-    window_days: u32,
-    /// Report on data up to the end of this day, YYYY-MM-DD (UTC) [default: today]
-    #[arg(long)]
-    as_of: Option<String>,
-    /// Win definition: won among closed deals, or won within the window among deals
-    /// exposed at least the window ago.
-    #[arg(long, default_value = "closed", value_parser = ["closed", "matured"])]
-    metric: String,
-    /// N* of the always-valid (sequential) interval: the total units at which a decision
-    /// is likely.
-    #[arg(long, default_value_t = 5000)]
-    seq_tuning: u32,
+    #[arg(long, value_enum, default_value = "table")]
+    format: ReportFormat,
+    #[command(flatten)]
+    params: ReportParams,
+}
+
+/// `report --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,16 +129,10 @@ pub(super) fn report_cmd(args: &ReportArgs) -> Result<ExitCode, Failure> {
             .into());
         }
     }
-    let mut opts = match &args.as_of {
-        Some(s) => ReportOptions::new(
-            report::parse_date(s)
-                .ok_or_else(|| anyhow!("report: --as-of: expected YYYY-MM-DD, got {s:?}"))?,
-        ),
-        None => ReportOptions::today(),
-    };
-    opts.window_days = args.window_days;
-    opts.metric = Metric::parse(&args.metric).unwrap_or(Metric::Closed);
-    opts.seq_tuning = f64::from(args.seq_tuning.max(1));
+    let opts = args
+        .params
+        .options(ReportOptions::today().as_of)
+        .map_err(|e| anyhow!("report: {}: {}", e.flag(), e.message))?;
     let reports = runtime()?.block_on(async {
         let store = open_store(&args.db, true)
             .await
@@ -158,14 +148,16 @@ pub(super) fn report_cmd(args: &ReportArgs) -> Result<ExitCode, Failure> {
         store.close().await;
         Ok::<_, anyhow::Error>(out)
     })?;
-    let text = match args.format.as_str() {
-        "json" => reports
+    let text = match args.format {
+        ReportFormat::Json => reports
             .iter()
             .map(|r| render::json(r) + "\n")
             .collect::<String>(),
-        "csv" => render::csv(&reports).context("report: writing CSV")?,
-        _ if reports.is_empty() => format!("no experiments in {}\n", args.cards.display()),
-        _ => reports
+        ReportFormat::Csv => render::csv(&reports).context("report: writing CSV")?,
+        ReportFormat::Table if reports.is_empty() => {
+            format!("no experiments in {}\n", args.cards.display())
+        }
+        ReportFormat::Table => reports
             .iter()
             .map(render::table)
             .collect::<Vec<_>>()
@@ -198,11 +190,11 @@ pub(super) fn outcomes_cmd(cmd: &OutcomesCommand) -> Result<ExitCode, Failure> {
             ),
         });
     }
-    let received_at = Timestamp::now().to_string();
+    let received_at = Timestamp::now();
     let rows: Vec<_> = parsed
         .outcomes
         .into_iter()
-        .map(|o| o.into_row(&received_at))
+        .map(|o| o.into_row(received_at))
         .collect();
     runtime()?.block_on(async {
         let store = open_store(&args.db, false)

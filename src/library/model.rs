@@ -5,7 +5,7 @@ use std::collections::HashMap;
 pub use crate::location::Location;
 
 /// A card's category (docs/cards.md#card-keys).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Objection,
@@ -19,22 +19,9 @@ pub enum Category {
 }
 
 impl Category {
-    pub const ALL: [(&'static str, Category); 8] = [
-        ("objection", Category::Objection),
-        ("buying_signal", Category::BuyingSignal),
-        ("competitor", Category::Competitor),
-        ("pricing", Category::Pricing),
-        ("next_step", Category::NextStep),
-        ("compliance", Category::Compliance),
-        ("discovery", Category::Discovery),
-        ("other", Category::Other),
-    ];
-
+    /// The name written in cards and card frames (`buying_signal`).
     pub fn as_str(self) -> &'static str {
-        Category::ALL
-            .iter()
-            .find(|(_, c)| *c == self)
-            .map_or("other", |(s, _)| s)
+        crate::names::name_of(&self)
     }
 }
 
@@ -48,18 +35,17 @@ pub enum Speaker {
 
 impl Speaker {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Speaker::Rep => "rep",
-            Speaker::Prospect => "prospect",
-        }
+        crate::names::name_of(&self)
     }
 }
 
-/// Whose words a card listens to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whose words a card listens to (`triggers.speaker`; names in the order error messages
+/// list them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SpeakerFilter {
-    Rep,
     Prospect,
+    Rep,
     Any,
 }
 
@@ -132,7 +118,7 @@ pub struct Examples {
 }
 
 /// Which id an experiment hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     Deal,

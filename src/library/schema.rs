@@ -43,6 +43,14 @@ const DECK_FIELDS: &[&str] = &["max_cards_per_call", "min_gap_seconds", "max_vis
 pub const MAX_ALL_GROUPS: usize = 64;
 const MAX_TITLE_CHARS: usize = 120;
 
+/// `triggers.scope`; a window also needs `window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ScopeName {
+    Segment,
+    Window,
+}
+
 /// The entries of a mapping, first occurrence of each key, and where the mapping starts.
 pub(super) struct Fields<'n> {
     pos: Pos,
@@ -202,26 +210,26 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn one_of<T: Copy>(
+    /// One of a unit enum's serde names.
+    fn one_of<T: serde::de::DeserializeOwned>(
         &mut self,
         node: &Node<'_>,
         field: &str,
-        options: &[(&str, T)],
     ) -> Option<T> {
         let s = self.string(node, field)?;
-        if let Some((_, v)) = options.iter().find(|(name, _)| *name == s) {
-            return Some(*v);
+        match crate::names::parse_name(&s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.err(
+                    node.pos,
+                    format!(
+                        "`{field}`: unknown value `{s}`, expected one of {}",
+                        e.quoted()
+                    ),
+                );
+                None
+            }
         }
-        let expected = options
-            .iter()
-            .map(|(n, _)| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        self.err(
-            node.pos,
-            format!("`{field}`: unknown value `{s}`, expected one of {expected}"),
-        );
-        None
     }
 
     /// A list of strings; a single string is accepted as a list of one.
@@ -399,7 +407,7 @@ pub(super) fn card(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Optio
         .and_then(|n| c.title(n, "title"));
     let category = c
         .required(&f, "category", "card")
-        .and_then(|n| c.one_of(n, "category", &Category::ALL));
+        .and_then(|n| c.one_of(n, "category"));
     let priority = f
         .get("priority")
         .map_or(Some(50), |n| c.int_in(n, "priority", 0, 1000));
@@ -460,15 +468,7 @@ fn triggers(c: &mut Checker<'_>, node: &Node<'_>, vocab: &Vocab) -> Option<Trigg
         .get("unless")
         .map_or(Some(Vec::new()), |n| c.phrases(n, "triggers.unless", vocab));
     let speaker = f.get("speaker").map_or(Some(SpeakerFilter::Prospect), |n| {
-        c.one_of(
-            n,
-            "triggers.speaker",
-            &[
-                ("prospect", SpeakerFilter::Prospect),
-                ("rep", SpeakerFilter::Rep),
-                ("any", SpeakerFilter::Any),
-            ],
-        )
+        c.one_of(n, "triggers.speaker")
     });
     let scope = scope(c, &f);
     let (from, to) = time_range(c, &f);
@@ -527,33 +527,29 @@ fn all_groups(c: &mut Checker<'_>, n: &Node<'_>, vocab: &Vocab) -> Option<Vec<Ve
 /// `triggers.scope` (default `segment`) with `triggers.window_seconds`, which a window
 /// needs and a segment must not have.
 fn scope(c: &mut Checker<'_>, f: &Fields<'_>) -> Option<Scope> {
-    let scope_name = f.get("scope").map_or(Some("segment"), |n| {
-        c.one_of(
-            n,
-            "triggers.scope",
-            &[("segment", "segment"), ("window", "window")],
-        )
-    });
+    let scope_name = f
+        .get("scope")
+        .map_or(Some(ScopeName::Segment), |n| c.one_of(n, "triggers.scope"));
     let window = f
         .get("window_seconds")
         .map(|n| (n.pos, c.int_in(n, "triggers.window_seconds", 1, 3600)));
     match (scope_name, window) {
-        (Some("window"), Some((_, Some(seconds)))) => Some(Scope::Window { seconds }),
-        (Some("window"), None) => {
+        (Some(ScopeName::Window), Some((_, Some(seconds)))) => Some(Scope::Window { seconds }),
+        (Some(ScopeName::Window), None) => {
             c.err(
                 f.pos,
                 "triggers: `scope: window` needs `window_seconds` (1..=3600)",
             );
             None
         }
-        (Some("segment"), Some((pos, _))) => {
+        (Some(ScopeName::Segment), Some((pos, _))) => {
             c.err(
                 pos,
                 "`triggers.window_seconds` only applies with `scope: window`",
             );
             None
         }
-        (Some("segment"), None) => Some(Scope::Segment),
+        (Some(ScopeName::Segment), None) => Some(Scope::Segment),
         _ => None,
     }
 }
@@ -633,13 +629,9 @@ fn experiment(c: &mut Checker<'_>, node: &Node<'_>, card_id: Option<&str>) -> Op
         }),
         None => card_id.map(str::to_string),
     };
-    let unit = f.get("unit").map_or(Some(Unit::Deal), |n| {
-        c.one_of(
-            n,
-            "experiment.unit",
-            &[("deal", Unit::Deal), ("rep", Unit::Rep)],
-        )
-    });
+    let unit = f
+        .get("unit")
+        .map_or(Some(Unit::Deal), |n| c.one_of(n, "experiment.unit"));
     let variants = c
         .required(&f, "variants", "experiment")
         .and_then(|n| variants(c, n));

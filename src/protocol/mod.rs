@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::library::{Link, Speaker};
 use crate::rules::CallContext;
+use adapters::{Format, Kind};
 
 /// Longest id (call, deal, rep, segment, display) accepted.
 pub const MAX_ID_LEN: usize = 128;
@@ -141,12 +142,7 @@ pub enum FeedbackAction {
 
 impl FeedbackAction {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FeedbackAction::Clicked => "clicked",
-            FeedbackAction::Dismissed => "dismissed",
-            FeedbackAction::Useful => "useful",
-            FeedbackAction::NotUseful => "not_useful",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -182,12 +178,7 @@ pub enum ClientMsg {
 impl ClientMsg {
     /// The native `type`, for metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            ClientMsg::Start(_) => "start",
-            ClientMsg::Transcript(_) => "transcript",
-            ClientMsg::Feedback(_) => "feedback",
-            ClientMsg::End(_) => "end",
-        }
+        Kind::of(self).as_str()
     }
 }
 
@@ -244,21 +235,30 @@ pub fn decode(text: &str) -> Result<ClientMsg, DecodeError> {
         kind: Option<std::borrow::Cow<'a, str>>,
     }
     let tag: Tag<'_> = serde_json::from_str(text).map_err(|e| json_error(&e))?;
-    let msg = match tag.kind.as_deref() {
-        Some("start") => ClientMsg::Start(serde_json::from_str(text).map_err(|e| json_error(&e))?),
-        Some("transcript") => {
+    let Some(kind) = tag.kind else {
+        return Err(invalid("missing field `type`"));
+    };
+    let kind = Kind::named(Format::Native, &kind).map_err(|expected| {
+        invalid(format!(
+            "unknown message type `{kind}`, expected one of {expected}"
+        ))
+    })?;
+    let msg = match kind {
+        Kind::Start => ClientMsg::Start(serde_json::from_str(text).map_err(|e| json_error(&e))?),
+        Kind::Transcript => {
             ClientMsg::Transcript(serde_json::from_str(text).map_err(|e| json_error(&e))?)
         }
-        Some("feedback") => {
+        Kind::Feedback => {
             ClientMsg::Feedback(serde_json::from_str(text).map_err(|e| json_error(&e))?)
         }
-        Some("end") => ClientMsg::End(serde_json::from_str(text).map_err(|e| json_error(&e))?),
-        Some(other) => {
+        Kind::End => ClientMsg::End(serde_json::from_str(text).map_err(|e| json_error(&e))?),
+        // `named` finds the native types only.
+        provider => {
             return Err(invalid(format!(
-                "unknown message type `{other}`, expected one of `start`, `transcript`, `feedback`, `end`"
+                "`{}` is not a native message type",
+                provider.as_str()
             )));
         }
-        None => return Err(invalid("missing field `type`")),
     };
     match &msg {
         ClientMsg::Start(s) => {

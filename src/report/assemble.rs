@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 
 use super::stats::{self, Moments, RatioSums, Scale};
 use super::{
     ExperimentDef, Metric, Report, ReportOptions, VariantDef, VariantReport, Verdict, VsControl,
 };
 use crate::library::Unit;
-use crate::outcomes::parse_timestamp;
 use crate::store::{ExposureGroupRow, OutcomeRow};
+use crate::timestamp::Timestamp;
 
 /// SRM p-values below this are flagged (GrowthBook, Eppo).
 pub const SRM_THRESHOLD: f64 = 0.001;
@@ -43,7 +43,7 @@ struct UnitAcc<'a> {
     variants: BTreeSet<&'a str>,
     exposures: u64,
     /// Deal id → its first exposure (for `unit: deal`, the unit itself).
-    deals: BTreeMap<&'a str, &'a str>,
+    deals: BTreeMap<&'a str, Timestamp>,
 }
 
 /// Per-arm figures before the comparisons.
@@ -123,11 +123,10 @@ pub fn assemble(
     outcomes: &[OutcomeRow],
     opts: &ReportOptions,
 ) -> Report {
-    let cutoff_text = opts.cutoff();
-    let cutoff = parse_timestamp(&cutoff_text).unwrap_or_else(OffsetDateTime::now_utc);
+    let cutoff = opts.cutoff();
     let window = Duration::days(i64::from(opts.window_days));
 
-    let units = exposed_units(def.unit, groups, &cutoff_text);
+    let units = exposed_units(def.unit, groups, cutoff);
     let arms = sort_into_arms(def, &units, outcomes, window, cutoff);
     let revenue = pooled_revenue(&arms.arms, opts);
     let figures: Vec<ArmFigures> = arms
@@ -209,11 +208,11 @@ pub fn assemble(
 fn exposed_units<'a>(
     unit: Unit,
     groups: &'a [ExposureGroupRow],
-    cutoff_text: &str,
+    cutoff: Timestamp,
 ) -> BTreeMap<&'a str, UnitAcc<'a>> {
     let mut units: BTreeMap<&str, UnitAcc<'_>> = BTreeMap::new();
     for g in groups {
-        if *g.first_ts >= *cutoff_text {
+        if g.first_ts >= cutoff {
             continue;
         }
         let (Some(variant), Some(unit_id)) = (
@@ -229,10 +228,8 @@ fn exposed_units<'a>(
         acc.variants.insert(variant);
         acc.exposures += u64::try_from(g.exposures).unwrap_or(0);
         if let Some(deal) = g.deal_id.as_deref() {
-            let first = acc.deals.entry(deal).or_insert(g.first_ts.as_str());
-            if *g.first_ts < **first {
-                *first = g.first_ts.as_str();
-            }
+            let first = acc.deals.entry(deal).or_insert(g.first_ts);
+            *first = (*first).min(g.first_ts);
         }
     }
     units
@@ -246,7 +243,7 @@ fn sort_into_arms(
     units: &BTreeMap<&str, UnitAcc<'_>>,
     outcomes: &[OutcomeRow],
     window: Duration,
-    cutoff: OffsetDateTime,
+    cutoff: Timestamp,
 ) -> Arms {
     let latest: HashMap<&str, &OutcomeRow> =
         outcomes.iter().map(|o| (o.deal_id.as_str(), o)).collect();
@@ -268,10 +265,7 @@ fn sort_into_arms(
             continue;
         };
         let mut deals = Vec::with_capacity(acc.deals.len());
-        for (deal, first) in &acc.deals {
-            let Some(first) = parse_timestamp(first) else {
-                continue;
-            };
+        for (deal, &first) in &acc.deals {
             let (obs, before) = deal_obs(first, latest.get(deal).copied(), window, cutoff);
             out.closed_before_exposure += u64::from(before);
             deals.push(obs);
@@ -289,10 +283,10 @@ fn sort_into_arms(
 /// after the day of its first exposure, before the cutoff and within the window. The flag
 /// is set for a deal decided before the day of its first exposure (not counted as closed).
 fn deal_obs(
-    first: OffsetDateTime,
+    first: Timestamp,
     outcome: Option<&OutcomeRow>,
     window: Duration,
-    cutoff: OffsetDateTime,
+    cutoff: Timestamp,
 ) -> (DealObs, bool) {
     let mut obs = DealObs {
         matured: first + window <= cutoff,
@@ -304,15 +298,8 @@ fn deal_obs(
     let Some(o) = outcome.filter(|o| matches!(o.outcome.as_str(), "won" | "lost")) else {
         return (obs, false);
     };
-    let closed_at = o
-        .closed_at
-        .as_deref()
-        .and_then(parse_timestamp)
-        .or_else(|| parse_timestamp(&o.received_at));
-    let Some(at) = closed_at else {
-        return (obs, false);
-    };
-    if at.date() < first.date() {
+    let at = o.closed_at.unwrap_or(o.received_at);
+    if at.datetime().date() < first.datetime().date() {
         return (obs, true);
     }
     if at < cutoff && at <= first + window {

@@ -25,6 +25,7 @@
 //!   averaged over exposed units (matured units with `--metric matured`).
 
 pub mod assemble;
+pub mod params;
 pub mod render;
 pub mod stats;
 pub mod svg;
@@ -33,11 +34,13 @@ use serde::Serialize;
 
 use crate::library::{Library, Unit};
 use crate::store::{Store, StoreError};
+use crate::timestamp::Timestamp;
 
 pub use assemble::assemble;
+pub use params::{ParamError, ReportParams};
 
 /// The win definition (docs/statistics.md#per-arm-figures).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Won among units whose latest outcome is won or lost.
@@ -47,19 +50,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub fn parse(s: &str) -> Option<Metric> {
-        match s {
-            "closed" => Some(Metric::Closed),
-            "matured" => Some(Metric::Matured),
-            _ => None,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Closed => "closed",
-            Metric::Matured => "matured",
-        }
+        crate::names::name_of(&self)
     }
 }
 
@@ -106,16 +98,9 @@ impl ReportOptions {
         ReportOptions::new(time::OffsetDateTime::now_utc().date())
     }
 
-    /// The exclusive upper bound of the report's data: midnight UTC after `as_of`, as
-    /// store timestamp text.
-    pub fn cutoff(&self) -> String {
-        let next = self.as_of.next_day().unwrap_or(self.as_of);
-        format!(
-            "{:04}-{:02}-{:02}T00:00:00.000Z",
-            next.year(),
-            u8::from(next.month()),
-            next.day()
-        )
+    /// The exclusive upper bound of the report's data: midnight UTC after `as_of`.
+    pub fn cutoff(&self) -> Timestamp {
+        Timestamp::start_of(self.as_of.next_day().unwrap_or(self.as_of))
     }
 }
 
@@ -298,10 +283,7 @@ pub enum Verdict {
 impl std::fmt::Display for Verdict {
     /// The serialized name, so that CSV and JSON spell it alike.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(name)) => f.write_str(&name),
-            _ => Err(std::fmt::Error),
-        }
+        f.write_str(crate::names::name_of(self))
     }
 }
 
@@ -311,7 +293,7 @@ pub async fn build(
     def: &ExperimentDef,
     opts: &ReportOptions,
 ) -> Result<Report, StoreError> {
-    let groups = store.exposure_groups(&def.key, &opts.cutoff()).await?;
+    let groups = store.exposure_groups(&def.key, opts.cutoff()).await?;
     let outcomes = store.latest_outcomes(&def.key).await?;
     Ok(assemble(def, &groups, &outcomes, opts))
 }

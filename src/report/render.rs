@@ -336,9 +336,6 @@ pub fn csv(reports: &[Report]) -> Result<String, csv::Error> {
 
 impl Report {
     fn unit_str(&self) -> &'static str {
-        match self.unit {
-            crate::library::Unit::Deal => "deal",
-            crate::library::Unit::Rep => "rep",
-        }
+        crate::names::name_of(&self.unit)
     }
 }

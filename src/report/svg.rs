@@ -216,7 +216,7 @@ pub fn timeline(
     use std::collections::{BTreeMap, HashMap};
 
     // Each unit's arm and first day; units seen in several arms are left out, as in the report.
-    let mut units: HashMap<&str, (Option<&str>, &str)> = HashMap::new();
+    let mut units: HashMap<&str, (Option<&str>, time::Date)> = HashMap::new();
     let mut mixed: Vec<&str> = Vec::new();
     for g in groups {
         let unit = match def.unit {
@@ -224,7 +224,7 @@ pub fn timeline(
             crate::library::Unit::Rep => g.rep_id.as_deref(),
         };
         let Some(unit) = unit else { continue };
-        let day = g.first_ts.get(..10).unwrap_or(&g.first_ts);
+        let day = g.first_ts.datetime().date();
         match units.get_mut(unit) {
             Some((arm, first)) => {
                 if *arm != g.variant.as_deref() {
@@ -244,12 +244,10 @@ pub fn timeline(
     }
     let arms: Vec<&str> = def.variants.iter().map(|v| v.id.as_str()).collect();
     // day -> per arm (exposed, closed) increments
-    let mut days: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
-    let mut bump = |day: &str, arm: &str, closed: bool| {
+    let mut days: BTreeMap<time::Date, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut bump = |day: time::Date, arm: &str, closed: bool| {
         if let Some(i) = arms.iter().position(|a| *a == arm) {
-            let row = days
-                .entry(day.to_string())
-                .or_insert_with(|| vec![(0, 0); arms.len()]);
+            let row = days.entry(day).or_insert_with(|| vec![(0, 0); arms.len()]);
             if closed {
                 row[i].1 += 1;
             } else {
@@ -259,16 +257,16 @@ pub fn timeline(
     };
     for (arm, day) in units.values() {
         if let Some(arm) = arm {
-            bump(day, arm, false);
+            bump(*day, arm, false);
         }
     }
     if def.unit == crate::library::Unit::Deal {
         for o in outcomes {
             let closed = matches!(o.outcome.as_str(), "won" | "lost");
             let arm = units.get(o.deal_id.as_str()).and_then(|(a, _)| *a);
-            let day = o.closed_at.as_deref().unwrap_or(&o.received_at);
+            let day = o.closed_at.unwrap_or(o.received_at).datetime().date();
             if let (true, Some(arm)) = (closed, arm) {
-                bump(day.get(..10).unwrap_or(day), arm, true);
+                bump(day, arm, true);
             }
         }
     }
@@ -388,7 +386,7 @@ mod timeline_tests {
             deal_id: Some(deal.into()),
             rep_id: None,
             variant: Some(arm.into()),
-            first_ts: ts.into(),
+            first_ts: ts.parse().unwrap(),
             exposures: 1,
         };
         let groups = vec![
@@ -404,8 +402,8 @@ mod timeline_tests {
             outcome: "won".into(),
             amount: None,
             currency: None,
-            closed_at: Some("2026-11-05T00:00:00Z".into()),
-            received_at: "2026-11-05T00:00:00.000Z".into(),
+            closed_at: Some("2026-11-05T00:00:00Z".parse().unwrap()),
+            received_at: "2026-11-05T00:00:00.000Z".parse().unwrap(),
         }];
         let svg = timeline(&def, &groups, &outcomes);
         assert_eq!(svg.matches("class=\"exposed\"").count(), 2);

@@ -78,37 +78,13 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
+/// The `token` query parameter, decoded as axum's `Query` would (`%XX` and `+`; a malformed
+/// escape stays as text). Read here rather than by an extractor: the check runs in the
+/// route guard, before any handler, on upgrades too.
 fn query_token(query: &str) -> Option<String> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == "token").then(|| percent_decode(v))
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (tokens are usually URL-safe already).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -207,7 +183,14 @@ mod tests {
 
     #[test]
     fn percent_decoding_is_total() {
-        assert_eq!(percent_decode("a%2Fb+c%"), "a/b c%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(query_token("token=a%2Fb+c%").as_deref(), Some("a/b c%"));
+        assert_eq!(query_token("token=%zz%4").as_deref(), Some("%zz%4"));
+        assert_eq!(
+            query_token("a=1&to%6Ben=x%26y&token=z").as_deref(),
+            Some("x&y"),
+            "names are decoded too, and the first `token` counts"
+        );
+        assert_eq!(query_token("tokens=x&token"), Some(String::new()));
+        assert_eq!(query_token("a=1"), None);
     }
 }

@@ -11,16 +11,18 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use super::http::query_param;
 use crate::library::Unit;
+use crate::names;
 use crate::outcomes;
-use crate::report::{self, ExperimentDef, Metric, ReportOptions, render};
+use crate::report::{self, ExperimentDef, ReportOptions, ReportParams, render};
 use crate::timestamp::Timestamp;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -40,10 +42,10 @@ pub(super) async fn post_outcomes(State(state): State<Arc<AppState>>, body: Byte
                 .into_response();
         }
     };
-    let received_at = Timestamp::now().to_string();
+    let received_at = Timestamp::now();
     let rows: Vec<_> = parsed
         .into_iter()
-        .map(|o| o.into_row(&received_at))
+        .map(|o| o.into_row(received_at))
         .collect();
     match state.store().insert_outcomes(&rows).await {
         Ok(()) => Json(json!({ "saved": rows.len() })).into_response(),
@@ -88,14 +90,8 @@ pub(super) async fn list(State(state): State<Arc<AppState>>) -> Response {
                 .iter()
                 .filter_map(|(_, c)| c.map(|c| c.exposures))
                 .sum();
-            let first = arms
-                .iter()
-                .filter_map(|(_, c)| c.map(|c| c.first_ts.as_str()))
-                .min();
-            let last = arms
-                .iter()
-                .filter_map(|(_, c)| c.map(|c| c.last_ts.as_str()))
-                .max();
+            let first = arms.iter().filter_map(|(_, c)| c.map(|c| c.first_ts)).min();
+            let last = arms.iter().filter_map(|(_, c)| c.map(|c| c.last_ts)).max();
             json!({
                 "key": d.key,
                 "card_id": d.card_id,
@@ -123,61 +119,56 @@ pub(super) async fn list(State(state): State<Arc<AppState>>) -> Response {
     .into_response()
 }
 
-/// Report options from the query string; the message names the bad parameter.
-fn options(query: &str) -> Result<ReportOptions, String> {
-    let mut opts = match query_param(query, "as_of") {
-        Some(s) => ReportOptions::new(
-            report::parse_date(s)
-                .ok_or_else(|| format!("`as_of`: expected YYYY-MM-DD, got {s:?}"))?,
-        ),
-        None => ReportOptions::today(),
-    };
-    if let Some(s) = query_param(query, "window_days") {
-        opts.window_days = s
-            .parse::<u32>()
-            .ok()
-            .filter(|d| (1..=3650).contains(d))
-            .ok_or_else(|| {
-                format!("`window_days`: expected a number of days from 1 to 3650, got {s:?}")
-            })?;
+/// What `GET /v1/experiments/{key}/report` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ReportFormat {
+    #[default]
+    Json,
+    Csv,
+    /// The lift forest plot, for the dashboard.
+    Svg,
+    /// The cumulative timeline, for the dashboard.
+    Timeline,
+}
+
+/// The report route's query: the output format and the report options (other parameters,
+/// such as `token`, are left to their owners).
+#[derive(Debug, Deserialize)]
+pub(super) struct ReportQuery {
+    format: Option<String>,
+    #[serde(flatten)]
+    params: ReportParams,
+}
+
+impl ReportQuery {
+    /// The format and the options; the message names the bad parameter.
+    fn read(&self) -> Result<(ReportFormat, ReportOptions), String> {
+        let format = match &self.format {
+            None => ReportFormat::default(),
+            Some(s) => names::parse_name(s)
+                .map_err(|e| format!("`format`: expected {}, got {s:?}", e.alternatives()))?,
+        };
+        let opts = self
+            .params
+            .options(ReportOptions::today().as_of)
+            .map_err(|e| e.to_string())?;
+        Ok((format, opts))
     }
-    if let Some(s) = query_param(query, "metric") {
-        opts.metric = Metric::parse(s)
-            .ok_or_else(|| format!("`metric`: expected `closed` or `matured`, got {s:?}"))?;
-    }
-    if let Some(s) = query_param(query, "seq_tuning") {
-        opts.seq_tuning = s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .map(f64::from)
-            .ok_or_else(|| format!("`seq_tuning`: expected a positive whole number, got {s:?}"))?;
-    }
-    Ok(opts)
 }
 
 /// `GET /v1/experiments/{key}/report[?format=csv]`.
 pub(super) async fn report(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Response {
-    let query = query.unwrap_or_default();
-    let format = match query_param(&query, "format") {
-        None | Some("json") => "json",
-        Some("csv") => "csv",
-        // The lift forest plot and the cumulative timeline, for the dashboard.
-        Some("svg") => "svg",
-        Some("timeline") => "timeline",
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("`format`: expected `json`, `csv`, `svg` or `timeline`, got {other:?}"),
-            );
-        }
+    let read = match &query {
+        Ok(Query(q)) => q.read(),
+        Err(rejection) => Err(rejection.body_text()),
     };
-    let opts = match options(&query) {
-        Ok(o) => o,
+    let (format, opts) = match read {
+        Ok(read) => read,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let def = {
@@ -192,10 +183,10 @@ pub(super) async fn report(
             format!("no experiment `{key}` in the loaded card library"),
         );
     };
-    if format == "timeline" {
+    if format == ReportFormat::Timeline {
         let store = state.store();
         let data = async {
-            let groups = store.exposure_groups(&def.key, &opts.cutoff()).await?;
+            let groups = store.exposure_groups(&def.key, opts.cutoff()).await?;
             let outcomes = store.latest_outcomes(&def.key).await?;
             Ok::<_, crate::store::StoreError>((groups, outcomes))
         };
@@ -215,7 +206,7 @@ pub(super) async fn report(
         Ok(r) => r,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    if format == "svg" {
+    if format == ReportFormat::Svg {
         return (
             [
                 (header::CONTENT_TYPE, "image/svg+xml"),
@@ -225,7 +216,7 @@ pub(super) async fn report(
         )
             .into_response();
     }
-    if format == "csv" {
+    if format == ReportFormat::Csv {
         match render::csv(std::slice::from_ref(&r)) {
             Ok(text) => (
                 [

@@ -4,18 +4,20 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::json;
 use tracing::{Instrument, debug, info_span};
 
 use super::{AppState, ConnPermit, demo as demo_call, experiments, ingest, subscribe};
 use crate::config::Role;
 use crate::protocol::MAX_ID_LEN;
-use crate::protocol::adapters::{Adapter, CallSetup, Format};
+use crate::protocol::adapters::{Adapter, Format, SetupParams, check_encoding};
 
 pub(super) fn router(state: Arc<AppState>) -> axum::Router {
     let guard = |role| from_fn_with_state((state.clone(), role), require);
@@ -130,11 +132,8 @@ async fn dashboard() -> Response {
 
 /// `GET /v1/live`: live calls and the last hour's decisions, for the dashboard.
 async fn live(State(state): State<Arc<AppState>>) -> Response {
-    let since = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    let since = since
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    match state.store().live_summary(&since).await {
+    let since = crate::timestamp::Timestamp::now() - time::Duration::hours(1);
+    match state.store().live_summary(since).await {
         Ok(summary) => Json(json!({
             "calls_active": state.calls.active_calls(),
             "since": since,
@@ -306,20 +305,41 @@ where
     Response::from_parts(parts, Body::new(body))
 }
 
-async fn stream(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let query = req.uri().query().unwrap_or("").to_string();
+/// `/v1/stream`'s query: the input format and the call set-up.
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    format: Option<String>,
+    #[serde(flatten)]
+    setup: SetupParams,
+}
+
+impl StreamQuery {
+    fn adapter(self, raw: &str) -> Result<Adapter, String> {
+        check_encoding(raw)?;
+        let format = match self.format {
+            None => Format::Native,
+            Some(name) => name.parse::<Format>().map_err(|e| e.to_string())?,
+        };
+        Ok(Adapter::new(format, self.setup.setup()?))
+    }
+}
+
+async fn stream(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
+    req: Request,
+) -> Response {
     // The input adapter (docs/protocol.md#provider-formats): refused before the upgrade
     // when unknown or misconfigured.
-    let format = match query_param(&query, "format").map(str::parse::<Format>) {
-        None => Format::Native,
-        Some(Ok(format)) => format,
-        Some(Err(e)) => return bad_request(&e.to_string()),
+    let raw = req.uri().query().unwrap_or("");
+    let adapter = match query.map_err(|r| r.body_text()) {
+        Ok(Query(query)) => query.adapter(raw),
+        Err(e) => Err(e),
     };
-    let setup = match CallSetup::from_query(&query) {
-        Ok(setup) => setup,
+    let adapter = match adapter {
+        Ok(adapter) => adapter,
         Err(e) => return bad_request(&e),
     };
-    let adapter = Adapter::new(format, setup);
     let Some(store) = state.store_handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     };
@@ -357,11 +377,23 @@ async fn call_cards(
     response
 }
 
-async fn demo(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let query = req.uri().query().unwrap_or("").to_string();
-    let name = query_param(&query, "call")
-        .unwrap_or("new-deal")
-        .to_string();
+/// `/v1/demo`'s query: which bundled call, how fast.
+#[derive(Debug, Deserialize)]
+struct DemoQuery {
+    call: Option<String>,
+    speed: Option<String>,
+}
+
+async fn demo(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<DemoQuery>, QueryRejection>,
+    req: Request,
+) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return bad_request(&rejection.body_text()),
+    };
+    let name = query.call.unwrap_or_else(|| "new-deal".to_string());
     if !demo_call::DEMO_CALLS.iter().any(|(n, _)| *n == name) {
         let known: Vec<&str> = demo_call::DEMO_CALLS.iter().map(|(n, _)| *n).collect();
         return bad_request(&format!(
@@ -369,7 +401,7 @@ async fn demo(State(state): State<Arc<AppState>>, req: Request) -> Response {
             known.join(", ")
         ));
     }
-    let speed = match query_param(&query, "speed").map(str::parse::<f64>) {
+    let speed = match query.speed.as_deref().map(str::parse::<f64>) {
         None => 1.0,
         Some(Ok(s)) if (0.1..=1000.0).contains(&s) => s,
         Some(_) => return bad_request("`speed` must be a number from 0.1 to 1000"),
@@ -378,13 +410,4 @@ async fn demo(State(state): State<Arc<AppState>>, req: Request) -> Response {
     upgrade(&state, req, info_span!("demo"), move |ws| {
         demo_call::run(st, ws, name, speed)
     })
-}
-
-/// A query parameter's value (percent-decoding is not needed for the values used here).
-pub(super) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
 }

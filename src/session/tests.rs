@@ -705,3 +705,36 @@ mod reload_props {
         }
     }
 }
+
+#[test]
+fn a_resumed_call_takes_the_new_deal_and_rep_and_keeps_its_cooldowns() {
+    let e = engine(EXPERIMENT_CARD, "");
+    let exp = e.library().cards()[0].experiment.clone().unwrap();
+    let deal_in = |arm: usize| {
+        (0..1000)
+            .map(|i| format!("deal-{i}"))
+            .find(|d| crate::experiment::assign(&exp, d) == arm)
+            .unwrap()
+    };
+    let mut s = Session::new(info(None, &[]), SessionLimits::default());
+    let mut out = Vec::new();
+    let said = |seg: &'static str, t_ms: u64| Utterance {
+        segment_id: Some(seg),
+        speaker: Speaker::Prospect,
+        text: "price",
+        is_final: true,
+        t_ms,
+    };
+    s.on_utterance(&e, &said("s1", 1_000), &mut out);
+    assert_eq!(out[0].variant_id(), None, "no deal yet: not enrolled");
+    // The bridge reconnects with the deal id it now knows.
+    s.update_info(info(Some(&deal_in(1)), &[("stage", &["late"])]));
+    assert_eq!(s.info().deal_id.as_deref(), Some(deal_in(1).as_str()));
+    assert_eq!(s.info().context.get("stage"), ["late"]);
+    s.on_utterance(&e, &said("s2", 400_000), &mut out);
+    assert_eq!(out[1].variant_id(), Some("short"), "enrolled from then on");
+    // Another deal on the same call: the arm follows the deal, not the call.
+    s.update_info(info(Some(&deal_in(0)), &[]));
+    s.on_utterance(&e, &said("s3", 800_000), &mut out);
+    assert_eq!(out[2].variant_id(), Some("control"));
+}

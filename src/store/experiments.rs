@@ -7,7 +7,9 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::rows::timestamp;
 use super::{OutcomeRow, Store, StoreError, outcome_from_row, query_err};
+use crate::timestamp::Timestamp;
 
 /// One experiment's exposures of one (deal, rep, variant): when the first was and how many.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,8 +17,8 @@ pub struct ExposureGroupRow {
     pub deal_id: Option<String>,
     pub rep_id: Option<String>,
     pub variant: Option<String>,
-    /// The earliest `ts` (RFC 3339 UTC).
-    pub first_ts: String,
+    /// The earliest `ts`.
+    pub first_ts: Timestamp,
     pub exposures: i64,
 }
 
@@ -30,8 +32,8 @@ pub struct ArmCountRow {
     pub deals: i64,
     /// Distinct rep ids (the units of `unit: rep` experiments).
     pub reps: i64,
-    pub first_ts: String,
-    pub last_ts: String,
+    pub first_ts: Timestamp,
+    pub last_ts: Timestamp,
 }
 
 const SELECT_EXPOSURE_GROUPS: &str = "SELECT deal_id, rep_id, variant, MIN(ts) AS first_ts, \
@@ -56,7 +58,7 @@ fn group_from_row(row: &AnyRow) -> Result<ExposureGroupRow, sqlx::Error> {
         deal_id: row.try_get("deal_id")?,
         rep_id: row.try_get("rep_id")?,
         variant: row.try_get("variant")?,
-        first_ts: row.try_get("first_ts")?,
+        first_ts: timestamp(row, "first_ts")?,
         exposures: row.try_get("exposures")?,
     })
 }
@@ -68,22 +70,21 @@ fn arm_count_from_row(row: &AnyRow) -> Result<ArmCountRow, sqlx::Error> {
         exposures: row.try_get("exposures")?,
         deals: row.try_get("deals")?,
         reps: row.try_get("reps")?,
-        first_ts: row.try_get("first_ts")?,
-        last_ts: row.try_get("last_ts")?,
+        first_ts: timestamp(row, "first_ts")?,
+        last_ts: timestamp(row, "last_ts")?,
     })
 }
 
 impl Store {
-    /// The experiment's exposures with `ts < before` (an RFC 3339 UTC bound, compared as
-    /// text), grouped by deal, rep and variant.
+    /// The experiment's exposures with `ts < before`, grouped by deal, rep and variant.
     pub async fn exposure_groups(
         &self,
         experiment_key: &str,
-        before: &str,
+        before: Timestamp,
     ) -> Result<Vec<ExposureGroupRow>, StoreError> {
         let rows = sqlx::query(SELECT_EXPOSURE_GROUPS)
             .bind(experiment_key)
-            .bind(before)
+            .bind(before.to_string())
             .fetch_all(&self.pool)
             .await
             .map_err(query_err("exposure groups read"))?;
@@ -153,7 +154,7 @@ mod tests {
             amount: None,
             currency: None,
             closed_at: None,
-            received_at: received_at.into(),
+            received_at: received_at.parse().unwrap(),
         }
     }
 
@@ -178,17 +179,17 @@ mod tests {
             .await
             .unwrap();
         let mut groups = store
-            .exposure_groups("exp", "2026-06-05T00:00:00.000Z")
+            .exposure_groups("exp", "2026-06-05T00:00:00.000Z".parse().unwrap())
             .await
             .unwrap();
         groups.sort_by(|a, b| a.deal_id.cmp(&b.deal_id));
-        let got: Vec<(&str, &str, &str, i64)> = groups
+        let got: Vec<(&str, &str, String, i64)> = groups
             .iter()
             .map(|g| {
                 (
                     g.deal_id.as_deref().unwrap(),
                     g.variant.as_deref().unwrap(),
-                    g.first_ts.as_str(),
+                    g.first_ts.to_string(),
                     g.exposures,
                 )
             })
@@ -196,8 +197,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("d-1", "short", "2026-06-01T10:00:00.000Z", 2),
-                ("d-2", "control", "2026-06-03T10:00:00.000Z", 1),
+                ("d-1", "short", "2026-06-01T10:00:00.000Z".to_string(), 2),
+                ("d-2", "control", "2026-06-03T10:00:00.000Z".to_string(), 1),
             ]
         );
         let counts = store.arm_counts().await.unwrap();

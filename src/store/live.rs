@@ -6,6 +6,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{Store, StoreError, query_err};
+use crate::timestamp::Timestamp;
 
 /// Decisions since a point in time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -29,8 +30,10 @@ const BY_REASON: &str = "SELECT reason, COUNT(*) AS n FROM exposures WHERE ts >=
 const CALLS: &str = "SELECT COUNT(DISTINCT call_id) AS n FROM exposures WHERE ts >= $1";
 
 impl Store {
-    /// Decisions logged at or after `since` (a [`Timestamp`](crate::timestamp::Timestamp)).
-    pub async fn live_summary(&self, since: &str) -> Result<LiveSummary, StoreError> {
+    /// Decisions logged at or after `since`.
+    pub async fn live_summary(&self, since: Timestamp) -> Result<LiveSummary, StoreError> {
+        let since = since.to_string();
+        let since = since.as_str();
         let pairs = |sql: &'static str, what: &'static str| async move {
             let rows = sqlx::query(sql)
                 .bind(since)

@@ -55,8 +55,8 @@ pub struct OutcomeRow {
     pub outcome: String,
     pub amount: Option<f64>,
     pub currency: Option<String>,
-    pub closed_at: Option<String>,
-    pub received_at: String,
+    pub closed_at: Option<Timestamp>,
+    pub received_at: Timestamp,
 }
 
 /// A record the database rejected for good (docs/store.md#dead_letters).
@@ -150,8 +150,8 @@ pub(crate) fn bind_outcome<'q>(q: AnyQuery<'q>, o: &'q OutcomeRow) -> AnyQuery<'
         .bind(&o.outcome)
         .bind(o.amount.map(|a| a.to_string()))
         .bind(&o.currency)
-        .bind(&o.closed_at)
-        .bind(&o.received_at)
+        .bind(o.closed_at.map(|t| t.to_string()))
+        .bind(o.received_at.to_string())
 }
 
 pub(super) fn exposure_from_row(row: &AnyRow) -> Result<ExposureRow, sqlx::Error> {
@@ -188,8 +188,8 @@ pub(super) fn outcome_from_row(row: &AnyRow) -> Result<OutcomeRow, sqlx::Error> 
         outcome: row.try_get("outcome")?,
         amount: row.try_get("amount")?,
         currency: row.try_get("currency")?,
-        closed_at: row.try_get("closed_at")?,
-        received_at: row.try_get("received_at")?,
+        closed_at: optional_timestamp(row, "closed_at")?,
+        received_at: timestamp(row, "received_at")?,
     })
 }
 
@@ -202,11 +202,7 @@ pub(super) fn dead_letter_from_row(row: &AnyRow) -> Result<DeadLetterRow, sqlx::
 }
 
 pub(super) fn call_from_row(row: &AnyRow) -> Result<(CallRow, Option<Timestamp>), sqlx::Error> {
-    let ended_at: Option<String> = row.try_get("ended_at")?;
-    let ended_at = match ended_at {
-        Some(_) => Some(timestamp(row, "ended_at")?),
-        None => None,
-    };
+    let ended_at = optional_timestamp(row, "ended_at")?;
     let call = CallRow {
         call_id: row.try_get("call_id")?,
         deal_id: row.try_get("deal_id")?,
@@ -217,8 +213,20 @@ pub(super) fn call_from_row(row: &AnyRow) -> Result<(CallRow, Option<Timestamp>)
     Ok((call, ended_at))
 }
 
+/// Reads a nullable timestamp column.
+pub(super) fn optional_timestamp(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    let text: Option<String> = row.try_get(column)?;
+    match text {
+        Some(_) => timestamp(row, column).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Reads a timestamp column; text that is not a timestamp is a decode error naming it.
-fn timestamp(row: &AnyRow, column: &str) -> Result<Timestamp, sqlx::Error> {
+pub(super) fn timestamp(row: &AnyRow, column: &str) -> Result<Timestamp, sqlx::Error> {
     let text: String = row.try_get(column)?;
     Timestamp::parse(&text).map_err(|e| sqlx::Error::ColumnDecode {
         index: column.to_string(),

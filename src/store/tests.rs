@@ -250,13 +250,13 @@ async fn outcomes_keep_history(db: TestDb) {
         amount: None,
         currency: None,
         closed_at: None,
-        received_at: "2026-11-20T10:00:00.000Z".to_string(),
+        received_at: t("2026-11-20T10:00:00.000Z"),
     };
     let won = OutcomeRow {
         outcome: "won".to_string(),
         amount: Some(12000.5),
         currency: Some("USD".to_string()),
-        closed_at: Some("2026-11-20T10:00:00Z".to_string()),
+        closed_at: Some(t("2026-11-20T10:00:00Z")),
         ..open.clone()
     };
     store

@@ -6,7 +6,7 @@
 //! `t_ms` = the end of the turn's last word.
 
 use super::json::At;
-use super::{Emit, Kind, Word, speaker_runs};
+use super::{Emit, Format, Kind, Word, speaker_runs};
 
 #[derive(Debug, Default)]
 pub(super) struct State {
@@ -25,17 +25,11 @@ pub(super) fn decode(state: &mut State, msg: &At<'_>, emit: &mut Emit<'_>) -> Re
                 .to_string(),
         );
     }
-    match msg.req("type")?.str()? {
-        "Turn" => {
-            turn(state, msg, emit)?;
-            Ok(Kind::AssemblyAiTurn)
-        }
-        "Begin" => Ok(Kind::AssemblyAiBegin),
-        "Termination" => Ok(Kind::AssemblyAiTermination),
-        other => Err(format!(
-            "unknown message `type` `{other}`, expected one of `Begin`, `Turn`, `Termination`"
-        )),
+    let kind = Kind::of_type(Format::AssemblyAi, msg)?;
+    if kind == Kind::AssemblyAiTurn {
+        turn(state, msg, emit)?;
     }
+    Ok(kind)
 }
 
 fn turn(state: &mut State, msg: &At<'_>, emit: &mut Emit<'_>) -> Result<(), String> {

@@ -5,7 +5,7 @@
 //! Times are float seconds; `t_ms` = `start + duration`. Segment ids: `dg-{channel}-{n}`.
 
 use super::json::At;
-use super::{Emit, Kind, MAX_CHANNELS, Word, seconds_to_ms, speaker_runs};
+use super::{Emit, Format, Kind, MAX_CHANNELS, Word, seconds_to_ms, speaker_runs};
 
 /// The open span of each channel.
 #[derive(Debug, Default)]
@@ -22,18 +22,11 @@ struct Span {
 }
 
 pub(super) fn decode(state: &mut State, msg: &At<'_>, emit: &mut Emit<'_>) -> Result<Kind, String> {
-    match msg.req("type")?.str()? {
-        "Results" => {
-            results(state, msg, emit)?;
-            Ok(Kind::DeepgramResults)
-        }
-        "Metadata" => Ok(Kind::DeepgramMetadata),
-        "SpeechStarted" => Ok(Kind::DeepgramSpeechStarted),
-        "UtteranceEnd" => Ok(Kind::DeepgramUtteranceEnd),
-        other => Err(format!(
-            "unknown message `type` `{other}`, expected one of `Results`, `Metadata`, `SpeechStarted`, `UtteranceEnd`"
-        )),
+    let kind = Kind::of_type(Format::Deepgram, msg)?;
+    if kind == Kind::DeepgramResults {
+        results(state, msg, emit)?;
     }
+    Ok(kind)
 }
 
 fn results(state: &mut State, msg: &At<'_>, emit: &mut Emit<'_>) -> Result<(), String> {

@@ -19,6 +19,15 @@
 //! - A label missing from the `speakers` map is the prospect, and counted.
 //! - Memory per call is bounded: a counter per channel (at most [`MAX_CHANNELS`]) and, for
 //!   WhisperLive, the last partial text.
+//!
+//! The provider messages are read through `json::At`, a JSON value with its path, not
+//! decoded into serde structs: each field is read and checked in one line with an error
+//! that names its path (`missing field` followed by `channel.alternatives[0].words[0].end`,
+//! or `duration` must be a number, found a string), and the checks serde cannot express
+//! (not negative, a label that is a number or a string, Google's `"3.5s"` durations,
+//! WhisperLive's string seconds, AssemblyAI's legacy `message_type`) stay next to the read.
+//! Typed structs with `serde_path_to_error` would need a wrapper type per check and a
+//! rewrite of serde's error text to keep these messages: more code than the reader.
 
 mod assemblyai;
 mod aws;
@@ -34,13 +43,15 @@ use serde_json::Value;
 
 use super::{ClientMsg, ErrorCode, MAX_ID_LEN, Start, Transcript, check_id, json_error};
 use crate::library::Speaker;
+use crate::names;
 use json::At;
 
 /// Channels (or channel tags) an adapter keeps a span counter for.
 pub const MAX_CHANNELS: u64 = 64;
 
 /// The input format of an ingest connection or a recorded call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Native,
     Deepgram,
@@ -62,19 +73,12 @@ impl Format {
 
     /// The name used in `?format=` and `--format`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Native => "native",
-            Format::Deepgram => "deepgram",
-            Format::AssemblyAi => "assemblyai",
-            Format::Aws => "aws",
-            Format::Google => "google",
-            Format::WhisperLive => "whisperlive",
-        }
+        names::name_of(&self)
     }
 
     /// Every format name, comma-separated, for error messages.
     pub fn names() -> String {
-        Format::ALL.map(Format::as_str).join(", ")
+        names::names::<Format>().join(", ")
     }
 }
 
@@ -87,10 +91,7 @@ impl std::str::FromStr for Format {
     type Err = UnknownFormat;
 
     fn from_str(s: &str) -> Result<Format, UnknownFormat> {
-        Format::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| UnknownFormat(s.to_string()))
+        names::parse_name(s).map_err(|e| UnknownFormat(e.value))
     }
 }
 
@@ -106,31 +107,62 @@ pub struct CallSetup {
     pub rep_label: Option<String>,
 }
 
+/// The call set-up as given: the query parameters of `/v1/stream` (axum's `Query`) or the
+/// flags of `cuedeck replay`. Other query parameters are left to their owners.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct SetupParams {
+    pub call_id: Option<String>,
+    pub deal_id: Option<String>,
+    pub rep_id: Option<String>,
+    pub rep_channel: Option<String>,
+    pub rep_speaker: Option<String>,
+}
+
+impl SetupParams {
+    /// The checked set-up: ids like a native `start` message's, at most one rep label.
+    pub fn setup(self) -> Result<CallSetup, String> {
+        if self.rep_channel.is_some() && self.rep_speaker.is_some() {
+            return Err("give one of `rep_channel` and `rep_speaker`, once".to_string());
+        }
+        let setup = CallSetup {
+            call_id: self.call_id,
+            deal_id: self.deal_id,
+            rep_id: self.rep_id,
+            rep_label: self.rep_channel.or(self.rep_speaker),
+        };
+        setup.check()?;
+        Ok(setup)
+    }
+}
+
+/// Refuses a query string that percent-decoding would change silently: `form_urlencoded`
+/// (and so axum's `Query`) keeps a malformed `%` escape as text and turns bytes that are
+/// not UTF-8 into U+FFFD, and an id must arrive as sent or not at all.
+pub fn check_encoding(query: &str) -> Result<(), String> {
+    let escapes_ok = query.match_indices('%').all(|(i, _)| {
+        query
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if escapes_ok
+        && percent_encoding::percent_decode_str(query)
+            .decode_utf8()
+            .is_ok()
+    {
+        Ok(())
+    } else {
+        Err("the query string is not valid percent-encoded UTF-8".to_string())
+    }
+}
+
 impl CallSetup {
     /// Reads `call_id`, `deal_id`, `rep_id`, `rep_channel` and `rep_speaker` from a query
     /// string (percent-decoded); other parameters are left to their owners.
     pub fn from_query(query: &str) -> Result<CallSetup, String> {
-        let mut setup = CallSetup::default();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, raw) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match key {
-                "call_id" => &mut setup.call_id,
-                "deal_id" => &mut setup.deal_id,
-                "rep_id" => &mut setup.rep_id,
-                "rep_channel" | "rep_speaker" => {
-                    if setup.rep_label.is_some() {
-                        return Err("give one of `rep_channel` and `rep_speaker`, once".to_string());
-                    }
-                    &mut setup.rep_label
-                }
-                _ => continue,
-            };
-            let value = percent_decode(raw)
-                .ok_or_else(|| format!("`{key}` is not valid percent-encoded UTF-8"))?;
-            *slot = Some(value);
-        }
-        setup.check()?;
-        Ok(setup)
+        check_encoding(query)?;
+        serde_urlencoded::from_str::<SetupParams>(query)
+            .map_err(|e| e.to_string())?
+            .setup()
     }
 
     /// Checks the ids like a native `start` message's.
@@ -168,49 +200,39 @@ impl CallSetup {
     }
 }
 
-/// `%XX` and `+` decoding of one query value; `None` when the result is not UTF-8 or an
-/// escape is malformed.
-fn percent_decode(raw: &str) -> Option<String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = raw.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// What kind of message a frame was, for metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What kind of message a frame was, for metrics; the serde name is the message's own
+/// type name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Kind {
+    #[serde(rename = "start")]
     Start,
+    #[serde(rename = "transcript")]
     Transcript,
+    #[serde(rename = "feedback")]
     Feedback,
+    #[serde(rename = "end")]
     End,
+    #[serde(rename = "Results")]
     DeepgramResults,
+    #[serde(rename = "Metadata")]
     DeepgramMetadata,
+    #[serde(rename = "SpeechStarted")]
     DeepgramSpeechStarted,
+    #[serde(rename = "UtteranceEnd")]
     DeepgramUtteranceEnd,
+    #[serde(rename = "Turn")]
     AssemblyAiTurn,
+    #[serde(rename = "Begin")]
     AssemblyAiBegin,
+    #[serde(rename = "Termination")]
     AssemblyAiTermination,
+    #[serde(rename = "TranscriptEvent")]
     AwsTranscriptEvent,
+    #[serde(rename = "StreamingRecognizeResponse")]
     GoogleResponse,
+    #[serde(rename = "segments")]
     WhisperLiveSegments,
+    #[serde(rename = "status")]
     WhisperLiveStatus,
 }
 
@@ -237,43 +259,52 @@ impl Kind {
     /// The message's own type name (`start`, `Results`, `Turn`, …), as counted by
     /// `cuedeck_messages_total{type}`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Start => "start",
-            Kind::Transcript => "transcript",
-            Kind::Feedback => "feedback",
-            Kind::End => "end",
-            Kind::DeepgramResults => "Results",
-            Kind::DeepgramMetadata => "Metadata",
-            Kind::DeepgramSpeechStarted => "SpeechStarted",
-            Kind::DeepgramUtteranceEnd => "UtteranceEnd",
-            Kind::AssemblyAiTurn => "Turn",
-            Kind::AssemblyAiBegin => "Begin",
-            Kind::AssemblyAiTermination => "Termination",
-            Kind::AwsTranscriptEvent => "TranscriptEvent",
-            Kind::GoogleResponse => "StreamingRecognizeResponse",
-            Kind::WhisperLiveSegments => "segments",
-            Kind::WhisperLiveStatus => "status",
-        }
+        names::name_of(&self)
     }
 
     /// Whose message this is: `native` or a provider's format name.
     pub fn source(self) -> &'static str {
+        self.format().as_str()
+    }
+
+    /// The format whose message this is.
+    fn format(self) -> Format {
         match self {
-            Kind::Start | Kind::Transcript | Kind::Feedback | Kind::End => "native",
+            Kind::Start | Kind::Transcript | Kind::Feedback | Kind::End => Format::Native,
             Kind::DeepgramResults
             | Kind::DeepgramMetadata
             | Kind::DeepgramSpeechStarted
-            | Kind::DeepgramUtteranceEnd => "deepgram",
+            | Kind::DeepgramUtteranceEnd => Format::Deepgram,
             Kind::AssemblyAiTurn | Kind::AssemblyAiBegin | Kind::AssemblyAiTermination => {
-                "assemblyai"
+                Format::AssemblyAi
             }
-            Kind::AwsTranscriptEvent => "aws",
-            Kind::GoogleResponse => "google",
-            Kind::WhisperLiveSegments | Kind::WhisperLiveStatus => "whisperlive",
+            Kind::AwsTranscriptEvent => Format::Aws,
+            Kind::GoogleResponse => Format::Google,
+            Kind::WhisperLiveSegments | Kind::WhisperLiveStatus => Format::WhisperLive,
         }
     }
 
-    fn of(msg: &ClientMsg) -> Kind {
+    /// The message of `format` whose type name is `name`; the error is the format's type
+    /// names, in backticks.
+    pub(crate) fn named(format: Format, name: &str) -> Result<Kind, String> {
+        let kinds = Kind::ALL.into_iter().filter(|k| k.format() == format);
+        kinds.clone().find(|k| k.as_str() == name).ok_or_else(|| {
+            kinds
+                .map(|k| format!("`{}`", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
+    /// A provider message's kind, from its `type` field.
+    fn of_type(format: Format, msg: &At<'_>) -> Result<Kind, String> {
+        let name = msg.req("type")?.str()?;
+        Kind::named(format, name).map_err(|expected| {
+            format!("unknown message `type` `{name}`, expected one of {expected}")
+        })
+    }
+
+    pub(crate) fn of(msg: &ClientMsg) -> Kind {
         match msg {
             ClientMsg::Start(_) => Kind::Start,
             ClientMsg::Transcript(_) => Kind::Transcript,

@@ -56,6 +56,17 @@ fn query_parameters_set_the_call_up() {
 }
 
 #[test]
+fn query_values_are_decoded_as_utf8_or_refused() {
+    let s = CallSetup::from_query("call_id=caf%C3%A9&rep_speaker=a%26b").unwrap();
+    assert_eq!(s.call_id.as_deref(), Some("café"));
+    assert_eq!(s.rep_label.as_deref(), Some("a&b"));
+    for bad in ["call_id=%FF", "call_id=x%2", "deal_id=%G0"] {
+        let e = CallSetup::from_query(bad).unwrap_err();
+        assert!(e.contains("percent-encoded"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn unknown_format_lists_the_formats() {
     let e = "vosk".parse::<Format>().unwrap_err();
     assert_eq!(

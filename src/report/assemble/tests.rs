@@ -32,7 +32,7 @@ fn group(deal: &str, rep: &str, variant: &str, ts: &str) -> ExposureGroupRow {
         deal_id: Some(deal.into()),
         rep_id: Some(rep.into()),
         variant: Some(variant.into()),
-        first_ts: ts.into(),
+        first_ts: self::ts(ts),
         exposures: 1,
     }
 }
@@ -43,8 +43,8 @@ fn outcome(deal: &str, outcome: &str, amount: Option<f64>, closed_at: &str) -> O
         outcome: outcome.into(),
         amount,
         currency: Some("USD".into()),
-        closed_at: Some(closed_at.into()),
-        received_at: "2026-11-01T00:00:00.000Z".into(),
+        closed_at: Some(ts(closed_at)),
+        received_at: ts("2026-11-01T00:00:00.000Z"),
     }
 }
 
@@ -373,7 +373,7 @@ fn rep_experiments_are_analysed_per_rep() {
         }
     }
     for o in &mut outcomes {
-        o.closed_at = Some("2026-06-10T00:00:00.000Z".into());
+        o.closed_at = Some(ts("2026-06-10T00:00:00.000Z"));
     }
     let r = assemble(&def, &groups, &outcomes, &opts("2026-11-22"));
     let c = &r.variants[0];
@@ -387,8 +387,8 @@ fn rep_experiments_are_analysed_per_rep() {
 
 // The steps one by one.
 
-fn ts(text: &str) -> OffsetDateTime {
-    parse_timestamp(text).unwrap()
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
 }
 
 fn deal(won: bool, amount: Option<f64>, currency: &str) -> DealObs {
@@ -428,11 +428,11 @@ fn exposed_units_keep_the_earliest_exposure_and_drop_late_or_unlabelled_groups()
         group("d-4", "r-1", "a", "2026-07-01T00:00:00.000Z"),
         no_variant,
     ];
-    let cutoff = "2026-07-01T00:00:00.000Z";
+    let cutoff = ts("2026-07-01T00:00:00.000Z");
     let deals = exposed_units(Unit::Deal, &groups, cutoff);
     assert_eq!(deals.keys().copied().collect::<Vec<_>>(), ["d-1", "d-2"]);
     assert_eq!(deals["d-1"].exposures, 2);
-    assert_eq!(deals["d-1"].deals["d-1"], "2026-06-02T00:00:00.000Z");
+    assert_eq!(deals["d-1"].deals["d-1"], ts("2026-06-02T00:00:00.000Z"));
 
     let reps = exposed_units(Unit::Rep, &groups, cutoff);
     assert_eq!(reps.keys().copied().collect::<Vec<_>>(), ["r-1", "r-2"]);
@@ -470,7 +470,7 @@ fn a_deal_counts_as_closed_only_inside_its_window_and_before_the_cutoff() {
     let (none, before) = deal_obs(first, None, window, ts("2026-06-15T00:00:00.000Z"));
     assert!(!none.closed && !none.matured && !before);
     // No close time: the time it was received stands in (here after the window).
-    let mut undated = outcome("d", "lost", None, "");
+    let mut undated = outcome("d", "lost", None, "2026-06-20T00:00:00.000Z");
     undated.closed_at = None;
     assert!(!deal_obs(first, Some(&undated), window, cutoff).0.closed);
     assert!(
@@ -490,7 +490,7 @@ fn units_are_sorted_into_the_arm_of_their_one_known_variant() {
         group("d-4", "r-1", "retired", "2026-06-01T00:00:00.000Z"),
     ];
     let outcomes = [outcome("d-1", "won", Some(1.0), "2026-05-01T00:00:00.000Z")];
-    let units = exposed_units(Unit::Deal, &groups, "2026-12-01T00:00:00.000Z");
+    let units = exposed_units(Unit::Deal, &groups, ts("2026-12-01T00:00:00.000Z"));
     let cutoff = ts("2026-12-01T00:00:00.000Z");
     let arms = sort_into_arms(&two_arms(), &units, &outcomes, Duration::days(90), cutoff);
     assert_eq!(arms.arms.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
