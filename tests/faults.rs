@@ -450,6 +450,16 @@ async fn readyz_and_metrics_do_not_query_the_database() {
     server.shutdown().await;
 }
 
+/// Sends each frame and expects a `bad_message` error naming the field.
+async fn assert_refused(ws: &mut Ws, cases: &[(&str, &str)]) {
+    for (frame, field) in cases {
+        send(ws, frame).await;
+        let err = next_json(ws).await;
+        assert_eq!(err["code"], "bad_message", "{frame}");
+        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_characters_in_ids_are_refused() {
     let server = TestServer::start(&bundled_cards(), Limits::default()).await;
@@ -467,12 +477,7 @@ async fn control_characters_in_ids_are_refused() {
             "`rep_id`",
         ),
     ];
-    for (frame, field) in refused {
-        send(&mut ws, frame).await;
-        let err = next_json(&mut ws).await;
-        assert_eq!(err["code"], "bad_message", "{frame}");
-        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
-    }
+    assert_refused(&mut ws, refused).await;
     send(&mut ws, r#"{"type":"start","call_id":"c-ok"}"#).await;
     assert_eq!(next_json(&mut ws).await["type"], "ready");
     let refused: &[(&str, &str)] = &[
@@ -485,12 +490,7 @@ async fn control_characters_in_ids_are_refused() {
             "`segment_id`",
         ),
     ];
-    for (frame, field) in refused {
-        send(&mut ws, frame).await;
-        let err = next_json(&mut ws).await;
-        assert_eq!(err["code"], "bad_message", "{frame}");
-        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
-    }
+    assert_refused(&mut ws, refused).await;
     send(&mut ws, r#"{"type":"end"}"#).await;
     drain(&mut ws).await;
 

@@ -445,14 +445,26 @@ impl Store {
 
     /// The dead letters, oldest first.
     pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, StoreError> {
-        let rows = sqlx::query(SELECT_DEAD_LETTERS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("dead letters read"))?;
+        self.fetch_rows(
+            sqlx::query(SELECT_DEAD_LETTERS),
+            "dead letters read",
+            dead_letter_from_row,
+        )
+        .await
+    }
+
+    /// Runs a read and maps each row; errors name `what`.
+    pub(super) async fn fetch_rows<T>(
+        &self,
+        query: rows::AnyQuery<'_>,
+        what: &'static str,
+        from_row: fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(query_err(what))?;
         rows.iter()
-            .map(dead_letter_from_row)
+            .map(from_row)
             .collect::<Result<_, _>>()
-            .map_err(query_err("dead letters read"))
+            .map_err(query_err(what))
     }
 
     /// Closes the pools (waits for connections in use to come back).

@@ -357,6 +357,26 @@ async fn writer_writes_every_record_once_under_concurrency(db: TestDb) {
     );
 }
 
+/// Sends exposures `{prefix}-NNN` of call `c-{prefix}` until one does not complete within
+/// 50 ms (it is cancelled before it was queued), pausing `pause` after each; returns how
+/// many were sent.
+async fn send_until_one_waits(handle: &StoreHandle, prefix: &str, pause: Duration) -> i64 {
+    let mut sent = 0;
+    loop {
+        let id = format!("{prefix}-{sent:03}");
+        let record = Record::Exposure(exposure(&id, &format!("c-{prefix}")));
+        match timeout(Duration::from_millis(50), handle.send(record)).await {
+            Ok(result) => {
+                result.expect("send");
+                sent += 1;
+                assert!(sent < 100, "the queue never filled");
+                tokio::time::sleep(pause).await;
+            }
+            Err(_) => return sent,
+        }
+    }
+}
+
 #[tokio::test]
 async fn writer_applies_backpressure_while_the_database_is_locked() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -373,18 +393,7 @@ async fn writer_applies_backpressure_while_the_database_is_locked() {
     let (handle, task) = spawn_writer(store.clone(), 4);
     // Fill: the writer takes the first record(s) and stalls, then the queue fills up and
     // a send stops completing.
-    let mut sent = 0;
-    loop {
-        let record = Record::Exposure(exposure(&format!("b-{sent:03}"), "c-b"));
-        match timeout(Duration::from_millis(50), handle.send(record)).await {
-            Ok(result) => {
-                result.expect("send");
-                sent += 1;
-                assert!(sent < 100, "the queue never filled");
-            }
-            Err(_) => break, // cancelled before it was queued
-        }
-    }
+    let sent = send_until_one_waits(&handle, "b", Duration::ZERO).await;
     assert_eq!(handle.queue_depth(), 4);
 
     let late = handle.clone();
@@ -689,19 +698,8 @@ async fn when_the_queue_and_the_spill_are_full_a_send_waits() {
     // Room for one record in the spill (a record always fits in an empty spill).
     let spill = spill_in(dir.path(), 1);
     let (handle, task) = spawn_writer_with_spill(db.store.clone(), 1, &spill).expect("writer");
-    let mut sent = 0;
-    loop {
-        let record = Record::Exposure(exposure(&format!("w-{sent}"), "c-w"));
-        match timeout(Duration::from_millis(100), handle.send(record)).await {
-            Ok(result) => {
-                result.expect("send");
-                sent += 1;
-                assert!(sent < 10, "never waited");
-                tokio::time::sleep(Duration::from_millis(20)).await; // the writer takes it
-            }
-            Err(_) => break,
-        }
-    }
+    // The writer is given time to take each record.
+    let sent = send_until_one_waits(&handle, "w", Duration::from_millis(20)).await;
     // One in the writer's hands, one queued, one spilled.
     assert_eq!(sent, 3);
     let late = handle.clone();
