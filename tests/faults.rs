@@ -352,6 +352,13 @@ async fn sqlite_disk_full_buffers_exposures_until_space_returns() {
     stopped.store.close().await;
 }
 
+/// A server on an SQLite file in its temporary directory, and the file's URL (to lock it).
+async fn server_on_sqlite_file(limits: Limits) -> (TestServer, String) {
+    let server = TestServer::start(&bundled_cards(), limits).await;
+    let db = server.store_url();
+    (server, db)
+}
+
 /// A connection holding the SQLite file's write lock: every write waits behind it.
 async fn lock_sqlite(url: &str) -> sqlx::AnyConnection {
     use sqlx::Connection;
@@ -374,19 +381,11 @@ async fn unlock_sqlite(mut blocker: sqlx::AnyConnection) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_spills_to_disk_and_cards_keep_flowing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
     let limits = Limits {
         store_queue: 1,
         ..Limits::default()
     };
-    let server = TestServer::start_with(
-        &bundled_cards(),
-        limits,
-        Tokens::default(),
-        Some(db.clone()),
-    )
-    .await;
+    let (server, db) = server_on_sqlite_file(limits).await;
     let blocker = lock_sqlite(&db).await;
 
     // The database takes nothing and the queue holds one record: the call's records go to
@@ -410,15 +409,7 @@ async fn a_full_queue_spills_to_disk_and_cards_keep_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_and_metrics_do_not_query_the_database() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = format!("sqlite://{}", dir.path().join("cuedeck.db").display());
-    let server = TestServer::start_with(
-        &bundled_cards(),
-        Limits::default(),
-        Tokens::default(),
-        Some(db.clone()),
-    )
-    .await;
+    let (server, db) = server_on_sqlite_file(Limits::default()).await;
     let (code, _) = http_request(server.addr, "GET", "/readyz", None, None).await;
     assert_eq!(code, 200);
 

@@ -101,6 +101,11 @@ impl TestServer {
         }
     }
 
+    /// The URL of the default store (the SQLite file in the server's temporary directory).
+    pub fn store_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("cuedeck.db").display())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{path}", self.addr)
     }
