@@ -416,6 +416,22 @@ mod tests {
     }
 
     #[test]
+    fn the_spill_is_configured_by_limits_and_store() {
+        let (_d, path) = write(
+            "[limits]\nspill_max_bytes = 4096\n[store]\nspill_dir = \"/var/spool/cuedeck\"\n",
+        );
+        let c = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap();
+        assert_eq!(c.limits.spill_max_bytes, 4096);
+        assert_eq!(c.spill_dir, Some(PathBuf::from("/var/spool/cuedeck")));
+        let (_d, path) = write("[store]\nspill = \"x\"\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(e.to_string().contains("unknown field `spill`"), "{e}");
+        let (_d, path) = write("[limits]\nspill_max_bytes = 0\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(e.to_string().contains("limits.spill_max_bytes"), "{e}");
+    }
+
+    #[test]
     fn no_tokens_means_loopback_only() {
         let mut c = ServeConfig {
             listen: "0.0.0.0:7700".parse().unwrap(),

@@ -457,6 +457,22 @@ async fn unopenable_paths_and_bad_urls_name_the_url() {
 }
 
 #[test]
+fn the_spill_goes_next_to_the_sqlite_file_by_default() {
+    let here = std::path::PathBuf::from("cuedeck-spill");
+    assert_eq!(
+        default_spill_dir("sqlite:///var/lib/cuedeck/cuedeck.db"),
+        std::path::PathBuf::from("/var/lib/cuedeck/cuedeck-spill")
+    );
+    assert_eq!(default_spill_dir("sqlite://cuedeck.db"), here);
+    assert_eq!(
+        default_spill_dir("sqlite://data/c.db?mode=rwc"),
+        Path::new("data").join(&here)
+    );
+    assert_eq!(default_spill_dir("sqlite://:memory:"), here);
+    assert_eq!(default_spill_dir("postgres://u@h/db"), here);
+}
+
+#[test]
 fn urls_are_prepared_and_redacted() {
     let (backend, url) = prepare_url("sqlite://cuedeck.db").expect("sqlite");
     assert_eq!(
@@ -717,4 +733,49 @@ async fn when_the_queue_and_the_spill_are_full_a_send_waits() {
     drop(handle);
     assert_eq!(task.finish().await.expect("finish"), 4);
     assert_eq!(count(&db.store, "exposures").await, 4);
+}
+
+#[tokio::test]
+async fn a_dead_letter_the_database_refuses_goes_to_a_file() {
+    let db = TestDb::sqlite().await;
+    let poison = db.reject_call_for_good().await;
+    let mut admin = AnyConnection::connect(&db.url).await.expect("admin");
+    sqlx::query("DROP TABLE dead_letters")
+        .execute(&mut admin)
+        .await
+        .expect("drop");
+    admin.close().await.expect("close admin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spill = spill_in(dir.path(), 1 << 20);
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 4, &spill).expect("writer");
+    let stats = handle.stats();
+    handle
+        .send(Record::Exposure(exposure("bad-1", poison)))
+        .await
+        .expect("send");
+    handle
+        .send(Record::Exposure(exposure("ok-1", "c-ok")))
+        .await
+        .expect("send");
+    drop(handle);
+    timeout(Duration::from_secs(10), task.finish())
+        .await
+        .expect("the writer moved on")
+        .expect("finish");
+    assert_eq!(stats.dead_letters(), 1);
+    assert_eq!(count(&db.store, "exposures").await, 1);
+    let text = std::fs::read_to_string(spill.dir.join("dead-letters.jsonl")).expect("file");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let record: Record =
+        serde_json::from_str(lines[0]["record"].as_str().expect("record")).expect("record JSON");
+    assert_eq!(record, Record::Exposure(exposure("bad-1", poison)));
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("poison refused"))
+    );
 }
