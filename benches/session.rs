@@ -93,7 +93,7 @@ impl Conn {
             .replies
             .iter()
             .map(|r| match r {
-                Reply::Card(frame) => frame.len(),
+                Reply::Card { frame, .. } => frame.len(),
                 _ => 0,
             })
             .sum()

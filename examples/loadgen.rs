@@ -609,9 +609,10 @@ fn raise_nofile(want: u64) -> u64 {
 async fn scrape(server: SocketAddr) -> Option<String> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(server).await.ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n")
-            .await
-            .ok()?;
+        // The server's own address as Host: without tokens, other names get 421.
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.take(1 << 20).read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).into_owned();

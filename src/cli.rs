@@ -472,7 +472,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
     runtime.block_on(async move {
         let store = crate::store::Store::open(&config.db)
             .await
-            .with_context(|| format!("serve: opening the store {}", config.db))?;
+            .with_context(|| {
+                format!("serve: opening the store {}", crate::store::redact(&config.db))
+            })?;
         let spill = crate::store::SpillOptions {
             dir: config
                 .spill_dir
@@ -487,6 +489,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             .await
             .with_context(|| format!("serve: cannot listen on {}", config.listen))?;
         let addr = listener.local_addr().context("serve: local address")?;
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(at) => Some(
+                tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("serve: cannot listen on {at} (metrics_listen)"))?,
+            ),
+        };
         if config.tokens.is_empty() {
             tracing::warn!(%addr, "no access tokens configured: every route is open, loopback only");
         }
@@ -501,13 +511,27 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             "cuedeck: listening on http://{addr}/ with {} cards",
             engine.library().cards().len()
         );
-        let state = crate::server::AppState::new(
+        let state = crate::server::AppState::with_options(
             engine,
             store.clone(),
             handle,
             config.limits,
             crate::server::Tokens::new(&config.tokens),
+            crate::server::HttpOptions {
+                allowed_origins: config.allowed_origins.clone(),
+                separate_metrics: metrics_listener.is_some(),
+            },
         );
+        if let Some(listener) = metrics_listener {
+            let at = listener.local_addr().context("serve: metrics address")?;
+            tracing::info!(%at, "metrics on their own address");
+            let st = state.clone();
+            tokio::spawn(async move {
+                if let Err(error) = crate::server::run_metrics(listener, st).await {
+                    tracing::error!(%error, "the metrics listener stopped");
+                }
+            });
+        }
         if config.watch {
             if let Err(error) = crate::server::reload::watch(state.clone()) {
                 tracing::warn!(%error, "file watching is off; SIGHUP and POST /v1/admin/reload still reload");

@@ -42,6 +42,10 @@ pub struct Limits {
     pub max_transcript_bytes: usize,
     /// Consecutive bad messages before the socket is closed with 1008.
     pub max_errors_in_a_row: u32,
+    /// Every WebSocket is pinged this often; two unanswered pings drop it.
+    pub ping_seconds: u64,
+    /// Feedback messages a second per socket (bursts of twice that); over it: `limit`.
+    pub feedback_per_second: u32,
 }
 
 impl Default for Limits {
@@ -59,6 +63,8 @@ impl Default for Limits {
             max_subscribers_per_call: 16,
             max_transcript_bytes: 64 * 1024,
             max_errors_in_a_row: 10,
+            ping_seconds: 15,
+            feedback_per_second: 10,
         }
     }
 }
@@ -79,6 +85,8 @@ impl Limits {
             ),
             ("max_transcript_bytes", self.max_transcript_bytes as u64),
             ("max_errors_in_a_row", u64::from(self.max_errors_in_a_row)),
+            ("ping_seconds", self.ping_seconds),
+            ("feedback_per_second", u64::from(self.feedback_per_second)),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -125,6 +133,8 @@ pub struct Token {
     pub name: String,
     pub role: Role,
     pub secret: String,
+    /// For a `rep` token: the one rep whose calls it may subscribe to (`None`: any call).
+    pub rep_id: Option<String>,
 }
 
 impl std::fmt::Debug for Token {
@@ -132,6 +142,7 @@ impl std::fmt::Debug for Token {
         f.debug_struct("Token")
             .field("name", &self.name)
             .field("role", &self.role)
+            .field("rep_id", &self.rep_id)
             .field("secret", &"<redacted>")
             .finish()
     }
@@ -147,6 +158,7 @@ struct RawToken {
     role: Role,
     token: Option<String>,
     token_env: Option<String>,
+    rep_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +168,9 @@ struct RawFile {
     cards: Option<PathBuf>,
     db: Option<String>,
     watch: Option<bool>,
+    metrics_listen: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
     #[serde(default)]
     tokens: Vec<RawToken>,
     #[serde(default)]
@@ -195,6 +210,11 @@ pub struct ServeConfig {
     /// `[store] spill_dir`; `None`: next to the SQLite file, or the working directory
     /// ([`crate::store::default_spill_dir`]).
     pub spill_dir: Option<PathBuf>,
+    /// Where `/metrics` is served instead of the main port (`None`: on the main port).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Origins besides the server's own that may open WebSockets and send non-GET
+    /// requests (exact `scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for ServeConfig {
@@ -207,6 +227,8 @@ impl Default for ServeConfig {
             tokens: Vec::new(),
             limits: Limits::default(),
             spill_dir: None,
+            metrics_listen: None,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -253,14 +275,21 @@ impl ServeConfig {
             }
         };
         let d = ServeConfig::default();
-        let file_listen = match raw.listen {
-            None => None,
-            Some(s) => Some(s.parse::<SocketAddr>().map_err(|e| {
+        let address = |key: &str, s: Option<String>| match s {
+            None => Ok(None),
+            Some(s) => s.parse::<SocketAddr>().map(Some).map_err(|e| {
                 ConfigError::Value(format!(
-                    "`listen`: {s:?} is not an address like 127.0.0.1:7700 ({e})"
+                    "`{key}`: {s:?} is not an address like 127.0.0.1:7700 ({e})"
                 ))
-            })?),
+            }),
         };
+        let file_listen = address("listen", raw.listen)?;
+        let metrics_listen = address("metrics_listen", raw.metrics_listen)?;
+        for origin in &raw.allowed_origins {
+            check_origin(origin).map_err(|why| {
+                ConfigError::Value(format!("`allowed_origins`: {origin:?} {why}"))
+            })?;
+        }
         let mut tokens = Vec::new();
         for (i, t) in raw.tokens.into_iter().enumerate() {
             let which = format!("tokens[{i}] ({:?})", t.name);
@@ -285,10 +314,27 @@ impl ServeConfig {
                     "{which}: the same token is configured twice"
                 )));
             }
+            if let Some(rep) = &t.rep_id {
+                if t.role != Role::Rep {
+                    return Err(ConfigError::Value(format!(
+                        "{which}: `rep_id` is for tokens with role `rep`"
+                    )));
+                }
+                if rep.is_empty()
+                    || rep.len() > crate::protocol::MAX_ID_LEN
+                    || rep.chars().any(char::is_control)
+                {
+                    return Err(ConfigError::Value(format!(
+                        "{which}: `rep_id` must be 1 to {} bytes without control characters",
+                        crate::protocol::MAX_ID_LEN
+                    )));
+                }
+            }
             tokens.push(Token {
                 name: t.name,
                 role: t.role,
                 secret,
+                rep_id: t.rep_id,
             });
         }
         raw.limits.check().map_err(ConfigError::Value)?;
@@ -300,6 +346,8 @@ impl ServeConfig {
             tokens,
             limits: raw.limits,
             spill_dir: raw.store.spill_dir,
+            metrics_listen,
+            allowed_origins: raw.allowed_origins,
         })
     }
 
@@ -313,6 +361,24 @@ impl ServeConfig {
         }
         Ok(())
     }
+}
+
+/// Why `origin` is not an exact origin (`scheme://host[:port]`, lowercase, nothing after):
+/// the server compares origins as text, so a path or a wildcard would never match.
+fn check_origin(origin: &str) -> Result<(), &'static str> {
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return Err("is not an origin like https://crm.example.com");
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err("must start with http:// or https://");
+    }
+    if host.is_empty() || host.contains(['/', '?', '#', '*', '@', ' ']) {
+        return Err("must be scheme://host[:port] with no path and no wildcard");
+    }
+    if origin.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err("must be lowercase, as browsers send it");
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -442,8 +508,40 @@ mod tests {
             name: "t".into(),
             role: Role::Admin,
             secret: "0123456789abcdef".into(),
+            rep_id: None,
         });
         assert!(c.check_exposure().is_ok());
+    }
+
+    #[test]
+    fn origins_metrics_listen_and_rep_scopes() {
+        let (_d, path) = write(
+            "metrics_listen = \"127.0.0.1:9100\"\nallowed_origins = [\"https://crm.example.com\"]\n\
+             [[tokens]]\nname = \"ana\"\nrole = \"rep\"\nrep_id = \"r-7\"\ntoken = \"0123456789abcdef\"\n",
+        );
+        let c = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.allowed_origins, ["https://crm.example.com"]);
+        assert_eq!(c.tokens[0].rep_id.as_deref(), Some("r-7"));
+        for bad in [
+            "https://crm.example.com/",
+            "https://*.example.com",
+            "crm.example.com",
+            "HTTPS://CRM.example.com",
+        ] {
+            let (_d, path) = write(&format!("allowed_origins = [{bad:?}]\n"));
+            let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+            assert!(e.to_string().contains("allowed_origins"), "{bad}: {e}");
+        }
+        let (_d, path) = write(
+            "[[tokens]]\nname = \"x\"\nrole = \"admin\"\nrep_id = \"r-7\"\ntoken = \"0123456789abcdef\"\n",
+        );
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`rep_id` is for tokens with role `rep`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -473,5 +571,7 @@ mod example_file {
         assert_eq!(c.watch, d.watch);
         assert_eq!(c.limits, Limits::default());
         assert_eq!(c.spill_dir, d.spill_dir);
+        assert_eq!(c.metrics_listen, d.metrics_listen);
+        assert_eq!(c.allowed_origins, d.allowed_origins);
     }
 }

@@ -26,6 +26,7 @@
 //!   all run calls through [`driver::CallDriver`], so they decide alike by construction.
 //! - [`location`] — [`location::Pos`] and [`location::Location`]: where an error points
 //!   (`file:line:column`), for card files, the config file and recorded calls.
+//! - [`rate`] — a token bucket on the caller's clock (feedback rate per socket).
 //! - [`timestamp`] — [`timestamp::Timestamp`], the one form of every stored or compared
 //!   time (UTC, milliseconds, RFC 3339 text that sorts as time).
 //! - [`engine`] — a library and its matcher, built together and swapped as one.
@@ -113,6 +114,7 @@ pub mod normalize;
 pub mod outcomes;
 mod parallel;
 pub mod protocol;
+pub mod rate;
 pub mod replay;
 pub mod report;
 pub mod rules;

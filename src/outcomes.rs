@@ -11,8 +11,14 @@
 //! `2026-11-20T10:00:00.000Z`). Unknown fields are rejected so a misspelt field is not
 //! silently dropped.
 //!
-//! Updates are history: every accepted outcome is appended, and the latest per deal (by
-//! receive time) is the deal's current outcome, so re-sending the same update is harmless.
+//! `updated_at` (optional, same forms as `closed_at`) is when the CRM last changed the deal.
+//! Timestamps must fall in the years 0000–9999 (UTC), which the store and the reports can
+//! represent.
+//!
+//! Updates are history: every accepted outcome is appended, and the latest per deal is the
+//! deal's current outcome: the one with the latest `updated_at` (its receive time when the
+//! CRM sent none), so a late retry of an old update does not win and re-sending the same
+//! update is harmless.
 
 use std::fmt;
 
@@ -23,9 +29,16 @@ use crate::store::OutcomeRow;
 use crate::timestamp::Timestamp;
 
 /// The CSV columns, in the documented order.
-pub const CSV_COLUMNS: [&str; 5] = ["deal_id", "outcome", "amount", "currency", "closed_at"];
+pub const CSV_COLUMNS: [&str; 6] = [
+    "deal_id",
+    "outcome",
+    "amount",
+    "currency",
+    "closed_at",
+    "updated_at",
+];
 
-const FIELDS: [&str; 5] = CSV_COLUMNS;
+const FIELDS: [&str; 6] = CSV_COLUMNS;
 
 /// A deal's state in the CRM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +70,8 @@ pub struct Outcome {
     pub currency: Option<String>,
     /// When the deal closed, if the CRM said.
     pub closed_at: Option<Timestamp>,
+    /// When the CRM last changed the deal, if it said: orders the updates.
+    pub updated_at: Option<Timestamp>,
 }
 
 impl Outcome {
@@ -68,6 +83,7 @@ impl Outcome {
             amount: self.amount,
             currency: self.currency,
             closed_at: self.closed_at,
+            updated_at: self.updated_at,
             received_at,
         }
     }
@@ -168,13 +184,23 @@ fn check_currency(s: &str) -> Result<String, FieldError> {
     }
 }
 
-fn check_closed_at(s: &str) -> Result<Timestamp, FieldError> {
-    Timestamp::parse(s).map_err(|_| {
+/// A timestamp field (`closed_at`, `updated_at`). A time the parser accepts but that falls
+/// outside the years 0000–9999 in UTC (`9999-12-31T23:59:59-23:59`) is refused: its text
+/// form would not read back as the same instant.
+fn check_time(field: &str, s: &str) -> Result<Timestamp, FieldError> {
+    let t = Timestamp::parse(s).map_err(|_| {
         field_err(
-            "closed_at",
+            field,
             format!("expected an RFC 3339 timestamp or a YYYY-MM-DD date, got {s:?}"),
         )
-    })
+    })?;
+    if Timestamp::parse(&t.to_string()) != Ok(t) {
+        return Err(field_err(
+            field,
+            format!("{s:?} is out of range: years 0000 to 9999 in UTC"),
+        ));
+    }
+    Ok(t)
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -230,7 +256,10 @@ pub fn from_json(value: &Value) -> Result<Outcome, FieldError> {
     };
     let currency = string("currency", false)?.map(check_currency).transpose()?;
     let closed_at = string("closed_at", false)?
-        .map(check_closed_at)
+        .map(|s| check_time("closed_at", s))
+        .transpose()?;
+    let updated_at = string("updated_at", false)?
+        .map(|s| check_time("updated_at", s))
         .transpose()?;
     Ok(Outcome {
         deal_id,
@@ -238,6 +267,7 @@ pub fn from_json(value: &Value) -> Result<Outcome, FieldError> {
         amount,
         currency,
         closed_at,
+        updated_at,
     })
 }
 
@@ -317,7 +347,7 @@ pub enum CsvError {
 }
 
 /// Reads an outcomes CSV with a header row naming the columns `deal_id`, `outcome` (both
-/// required), `amount`, `currency`, `closed_at` (optional, any order). Empty cells are
+/// required), `amount`, `currency`, `closed_at`, `updated_at` (optional, any order). Empty cells are
 /// absent values. Every bad row is collected with its row number (its line in the file).
 pub fn read_csv(data: &[u8]) -> Result<CsvOutcomes, CsvError> {
     let mut rdr = csv::ReaderBuilder::new()
@@ -335,7 +365,7 @@ pub fn read_csv(data: &[u8]) -> Result<CsvOutcomes, CsvError> {
         1 + data[..end].iter().filter(|&&b| b == b'\n').count() as u64
     };
     let headers = rdr.headers()?.clone();
-    let mut index = [None; 5];
+    let mut index = [None; CSV_COLUMNS.len()];
     for (i, h) in headers.iter().enumerate() {
         let name = h.trim_start_matches('\u{feff}').to_ascii_lowercase();
         match CSV_COLUMNS.iter().position(|c| *c == name) {
@@ -382,7 +412,7 @@ pub fn read_csv(data: &[u8]) -> Result<CsvOutcomes, CsvError> {
                 .and_then(|i| record.get(i))
                 .filter(|s| !s.is_empty())
         };
-        match from_cells([cell(0), cell(1), cell(2), cell(3), cell(4)]) {
+        match from_cells([cell(0), cell(1), cell(2), cell(3), cell(4), cell(5)]) {
             Ok(o) => out.outcomes.push(o),
             Err(error) => out.bad.push(BadRow { row, error }),
         }
@@ -391,8 +421,8 @@ pub fn read_csv(data: &[u8]) -> Result<CsvOutcomes, CsvError> {
 }
 
 /// Validates one CSV row's cells (`None` for an empty or absent cell).
-fn from_cells(cells: [Option<&str>; 5]) -> Result<Outcome, FieldError> {
-    let [deal_id, outcome, amount, currency, closed_at] = cells;
+fn from_cells(cells: [Option<&str>; CSV_COLUMNS.len()]) -> Result<Outcome, FieldError> {
+    let [deal_id, outcome, amount, currency, closed_at, updated_at] = cells;
     let deal_id = check_deal_id(deal_id.ok_or_else(|| field_err("deal_id", "missing"))?)?;
     let outcome = check_outcome(outcome.ok_or_else(|| field_err("outcome", "missing"))?)?;
     let amount = amount
@@ -412,7 +442,10 @@ fn from_cells(cells: [Option<&str>; 5]) -> Result<Outcome, FieldError> {
         outcome,
         amount,
         currency: currency.map(check_currency).transpose()?,
-        closed_at: closed_at.map(check_closed_at).transpose()?,
+        closed_at: closed_at.map(|s| check_time("closed_at", s)).transpose()?,
+        updated_at: updated_at
+            .map(|s| check_time("updated_at", s))
+            .transpose()?,
     })
 }
 
@@ -438,6 +471,7 @@ mod tests {
                 amount: Some(12000.5),
                 currency: Some("USD".into()),
                 closed_at: Some(ts("2026-11-20T10:00:00.000Z")),
+                updated_at: None,
             }]
         );
         let many =
@@ -488,6 +522,14 @@ mod tests {
         );
         assert!(err(r#"{"deal_id":"","outcome":"won"}"#).starts_with("deal_id: must be"));
         assert!(err(r#"{"deal_id":7,"outcome":"won"}"#).starts_with("deal_id: expected a string"));
+        assert!(
+            err(r#"{"deal_id":"a","outcome":"won","closed_at":"9999-12-31T23:59:59-23:59"}"#)
+                .starts_with("closed_at: \"9999-12-31T23:59:59-23:59\" is out of range")
+        );
+        assert!(
+            err(r#"{"deal_id":"a","outcome":"won","updated_at":"soon"}"#)
+                .starts_with("updated_at:")
+        );
         assert!(err("[]").starts_with("empty array"));
         assert!(err("[1]").starts_with("[0]: expected an outcome object"));
         assert!(err("not json").starts_with("body is not JSON"));

@@ -391,6 +391,7 @@ fn deal_outcome(
             amount: Some(amount),
             currency: Some("USD".into()),
             closed_at: None,
+            updated_at: None,
             received_at: first + Duration::days(1),
         });
     }
@@ -401,6 +402,7 @@ fn deal_outcome(
             amount: won.then_some(amount),
             currency: Some("USD".into()),
             closed_at: Some(closes),
+            updated_at: None,
             received_at: closes,
         });
     }

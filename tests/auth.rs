@@ -20,6 +20,7 @@ async fn server() -> TestServer {
             name: r.as_str().into(),
             role: *r,
             secret: s.to_string(),
+            rep_id: None,
         })
         .collect();
     TestServer::start_with_tokens(&bundled_cards(), Limits::default(), Tokens::new(&tokens)).await

@@ -124,6 +124,28 @@ async fn shown_text(el: &fantoccini::elements::Element) -> String {
     }
 }
 
+/// Whether the image has loaded (it is fetched with the token header, then shown from a
+/// blob), waiting up to 5 s.
+async fn image_loaded(c: &Client, css: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let width = c
+            .execute(
+                "const i = document.querySelector(arguments[0]); return i ? i.naturalWidth : 0",
+                vec![json!(css)],
+            )
+            .await
+            .expect("read image width");
+        if width.as_u64().unwrap_or(0) > 0 {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn no_js_errors(c: &Client) {
     let errors = c
         .execute("return window.__cuedeckErrors;", vec![])
@@ -428,22 +450,11 @@ async fn dashboard_shows_the_numbers_of_the_json_report() {
     }
     // The forest plot is an SVG from the server.
     let img = article.find(Locator::Css("img.forest")).await.unwrap();
-    let loaded = c
-        .execute(
-            "return document.querySelector('img.forest').naturalWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(loaded.as_u64().unwrap_or(0) > 0, "forest plot loaded");
-    let loaded = c
-        .execute(
-            "return document.querySelector('img.timeline').naturalWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(loaded.as_u64().unwrap_or(0) > 0, "timeline chart loaded");
+    assert!(image_loaded(&c, "img.forest").await, "forest plot loaded");
+    assert!(
+        image_loaded(&c, "img.timeline").await,
+        "timeline chart loaded"
+    );
     assert!(img.attr("alt").await.unwrap().is_some());
     // Library and live sections.
     let version = c
@@ -482,6 +493,79 @@ async fn dashboard_shows_the_numbers_of_the_json_report() {
         .await
         .unwrap();
     assert_eq!(overflow, json!(true), "the page fits a phone width");
+    c.close().await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_downloads_reports_with_the_token_header() {
+    let Some((_driver, c)) = driver().await else {
+        return;
+    };
+    let secret = "manager-secret-00001";
+    let tokens = cuedeck::server::Tokens::new(&[cuedeck::config::Token {
+        name: "boss".into(),
+        role: cuedeck::config::Role::Manager,
+        secret: secret.into(),
+        rep_id: None,
+    }]);
+    let server = TestServer::start_with_tokens(&bundled_cards(), Limits::default(), tokens).await;
+    let key = "price-objection-2026q4";
+    c.goto(&format!("http://{}/dashboard", server.addr))
+        .await
+        .expect("open dashboard");
+    let input = wait_for(&c, "#token", 5).await;
+    input.send_keys(secret).await.unwrap();
+    c.find(Locator::Css("#auth button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        &format!("article.experiment[data-key='{key}'] table.report"),
+        10,
+    )
+    .await;
+    // Charts and the CSV reach the page without a token in any URL.
+    assert!(image_loaded(&c, "img.forest").await, "forest plot loaded");
+    assert!(
+        image_loaded(&c, "img.timeline").await,
+        "timeline chart loaded"
+    );
+    let link = wait_for(
+        &c,
+        &format!("article.experiment[data-key='{key}'] a.download-csv"),
+        2,
+    )
+    .await;
+    assert_eq!(link.attr("href").await.unwrap().as_deref(), Some("#"));
+    link.click().await.unwrap();
+    let downloaded = c
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("a.download-csv[data-downloaded]"))
+        .await
+        .expect("the CSV was fetched");
+    let size: usize = downloaded
+        .attr("data-downloaded")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+        .parse()
+        .unwrap();
+    let (code, csv) = http_request(
+        server.addr,
+        "GET",
+        &format!("/v1/experiments/{key}/report?format=csv"),
+        Some(secret),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(size, csv.len(), "the whole CSV");
+    no_js_errors(&c).await;
     c.close().await.unwrap();
     server.shutdown().await;
 }

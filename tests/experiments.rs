@@ -324,6 +324,7 @@ async fn the_outcome_webhook_needs_the_admin_role() {
         name: secret.into(),
         role,
         secret: secret.into(),
+        rep_id: None,
     };
     let tokens = Tokens::new(&[
         token("manager-secret-00001", Role::Manager),

@@ -290,17 +290,13 @@ async fn bad_messages_get_error_frames_and_the_connection_stays_open() {
     assert_eq!(card["type"], "card");
     assert_eq!(card["card_id"], "competitor-acme");
 
-    // A second ingest for the same live call is refused.
+    // A second ingest for the same live call takes it over (a bridge reconnecting after
+    // its network dropped without a FIN): the old socket is closed with 4001 `replaced`.
     let mut dup = connect(&server.url("/v1/stream")).await;
     send(&mut dup, r#"{"type":"start","call_id":"c-err"}"#).await;
-    let err = next_json(&mut dup).await;
-    assert_eq!(err["code"], "protocol");
-    assert!(
-        err["message"]
-            .as_str()
-            .unwrap()
-            .contains("already has a live ingest")
-    );
+    assert_eq!(next_json(&mut dup).await["type"], "ready");
+    let (_, close) = drain(&mut ws).await;
+    assert_eq!(close, Some((4001, "replaced".to_string())));
     server.shutdown().await;
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use cuedeck::config::Limits;
 use cuedeck::engine::Engine;
 use cuedeck::library::Library;
-use cuedeck::server::{self, AppState, Tokens};
+use cuedeck::server::{self, AppState, HttpOptions, Tokens};
 use cuedeck::store::{self, Store};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -64,6 +64,22 @@ impl TestServer {
         db: Option<String>,
         listen: &str,
     ) -> TestServer {
+        TestServer::start_full(cards, limits, tokens, db, listen, HttpOptions::default()).await
+    }
+
+    /// A server with the HTTP edge's options (`allowed_origins`, a separate metrics port).
+    pub async fn start_with_http(cards: &Path, tokens: Tokens, http: HttpOptions) -> TestServer {
+        TestServer::start_full(cards, Limits::default(), tokens, None, "127.0.0.1:0", http).await
+    }
+
+    async fn start_full(
+        cards: &Path,
+        limits: Limits,
+        tokens: Tokens,
+        db: Option<String>,
+        listen: &str,
+        http: HttpOptions,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let url =
             db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cuedeck.db").display()));
@@ -78,7 +94,7 @@ impl TestServer {
                 .expect("spill");
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = AppState::new(engine, store.clone(), handle, limits, tokens);
+        let state = AppState::with_options(engine, store.clone(), handle, limits, tokens, http);
         let (tx, rx) = oneshot::channel::<()>();
         let st = state.clone();
         let join = tokio::spawn(async move {
@@ -189,7 +205,7 @@ pub async fn drain(ws: &mut Ws) -> (Vec<serde_json::Value>, Option<(u16, String)
 pub async fn http_get(addr: SocketAddr, path: String) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     s.write_all(request.as_bytes()).await.expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).await.expect("read");
@@ -211,7 +227,7 @@ pub async fn http_request(
         .unwrap_or_default();
     let body = body.unwrap_or("");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(request.as_bytes()).await.expect("write");
@@ -227,6 +243,21 @@ pub async fn http_request(
         .map_or("", |(_, b)| b)
         .to_string();
     (status, body)
+}
+
+/// Sends `request` as written and reads until the server closes; returns the status (`None`
+/// when the connection ended without an answer), the head and the body.
+pub async fn http_raw(addr: SocketAddr, request: &str) -> (Option<u16>, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    // A reset connection is an answer of nothing, not a test failure here.
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+    (status, head.to_string(), body.to_string())
 }
 
 /// Copies the bundled card library into a fresh temporary directory (to edit in a test).

@@ -134,9 +134,12 @@ pub(super) fn report_cmd(args: &ReportArgs) -> Result<ExitCode, Failure> {
         .options(ReportOptions::today().as_of)
         .map_err(|e| anyhow!("report: {}: {}", e.flag(), e.message))?;
     let reports = runtime()?.block_on(async {
-        let store = open_store(&args.db, true)
-            .await
-            .with_context(|| format!("report: opening the store {}", args.db))?;
+        let store = open_store(&args.db, true).await.with_context(|| {
+            format!(
+                "report: opening the store {}",
+                crate::store::redact(&args.db)
+            )
+        })?;
         let mut out = Vec::new();
         for def in &defs {
             out.push(
@@ -197,9 +200,12 @@ pub(super) fn outcomes_cmd(cmd: &OutcomesCommand) -> Result<ExitCode, Failure> {
         .map(|o| o.into_row(received_at))
         .collect();
     runtime()?.block_on(async {
-        let store = open_store(&args.db, false)
-            .await
-            .with_context(|| format!("outcomes import: opening the store {}", args.db))?;
+        let store = open_store(&args.db, false).await.with_context(|| {
+            format!(
+                "outcomes import: opening the store {}",
+                crate::store::redact(&args.db)
+            )
+        })?;
         store
             .insert_outcomes(&rows)
             .await
@@ -226,9 +232,12 @@ pub(super) fn simulate_cmd(args: &SimulateArgs) -> Result<ExitCode, Failure> {
     params.base_rate = args.base_rate;
     params.days = args.days;
     let summary = runtime()?.block_on(async {
-        let store = open_store(&args.db, false)
-            .await
-            .with_context(|| format!("simulate: opening the store {}", args.db))?;
+        let store = open_store(&args.db, false).await.with_context(|| {
+            format!(
+                "simulate: opening the store {}",
+                crate::store::redact(&args.db)
+            )
+        })?;
         let summary = crate::simulate::run(&store, &engine, &params)
             .await
             .context("simulate")?;
@@ -237,7 +246,11 @@ pub(super) fn simulate_cmd(args: &SimulateArgs) -> Result<ExitCode, Failure> {
     })?;
     println!(
         "simulated {} deals, {} calls, {} exposures, {} outcome updates into {}",
-        summary.deals, summary.calls, summary.exposures, summary.outcome_rows, args.db
+        summary.deals,
+        summary.calls,
+        summary.exposures,
+        summary.outcome_rows,
+        crate::store::redact(&args.db)
     );
     println!(
         "experiment {} (card {}), true win rates:",
@@ -248,7 +261,7 @@ pub(super) fn simulate_cmd(args: &SimulateArgs) -> Result<ExitCode, Failure> {
     }
     println!(
         "try: cuedeck report --db {} --cards {} --experiment {}",
-        args.db,
+        crate::store::redact(&args.db),
         args.cards.display(),
         summary.experiment_key
     );

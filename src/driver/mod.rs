@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::engine::Engine;
@@ -20,6 +21,7 @@ use crate::protocol::adapters::{Adapter, Kind};
 use crate::protocol::{
     self, CardMsg, ClientMsg, ErrorCode, Feedback, ServerMsg, Start, Transcript,
 };
+use crate::rate::TokenBucket;
 use crate::session::{CallInfo, Decision, Session, SessionLimits, Utterance};
 use crate::store::{CallRow, ExposureRow, FeedbackRow, Record};
 use crate::timestamp::Timestamp;
@@ -40,12 +42,35 @@ pub trait Host {
     fn display_id(&mut self, now: Timestamp) -> String;
     /// Microseconds from the frame's arrival to this decision.
     fn engine_us(&mut self) -> u64;
-    /// May this `start` begin (or resume) its call? `Ok(Some(session))` resumes a parked
-    /// session; the default admits every call as new.
-    fn admit(&mut self, start: &Start) -> Result<Option<Session>, Refusal> {
+    /// May this `start` begin (or resume) its call? The default admits every call as new.
+    fn admit(&mut self, start: &Start) -> Admission {
         let _ = start;
-        Ok(None)
+        Admission::New
     }
+    /// Was `display_id` shown on this call by an earlier connection? (Feedback is taken
+    /// only for displays of its call.) The default knows of none.
+    fn shown_on_call(&mut self, display_id: &str) -> bool {
+        let _ = display_id;
+        false
+    }
+}
+
+/// The host's answer to a `start`.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per call start; boxing the parked call would only add an allocation"
+)]
+pub enum Admission {
+    /// A new call.
+    New,
+    /// A call an earlier connection left within its grace period.
+    Resume(Parked),
+    /// Another connection still holds the call and was asked to let go: the driver keeps
+    /// the `start` (and the rest of its frame) until [`CallDriver::admitted`].
+    Wait,
+    /// Not admitted.
+    Refuse(Refusal),
 }
 
 /// Why a `start` was refused; sent to the client as an error frame.
@@ -67,6 +92,9 @@ pub struct DriverConfig {
     /// Echo each transcript message back as a `transcript` frame (the demo viewer shows
     /// the conversation with its cards).
     pub echo_transcript: bool,
+    /// Feedback messages a second (bursts of twice that); over it: `limit`. 0: no limit
+    /// (a recording has no arrival times to rate).
+    pub feedback_per_second: u32,
 }
 
 impl Default for DriverConfig {
@@ -75,6 +103,7 @@ impl Default for DriverConfig {
             session: SessionLimits::default(),
             max_errors_in_a_row: u32::MAX,
             echo_transcript: false,
+            feedback_per_second: 0,
         }
     }
 }
@@ -92,7 +121,12 @@ pub enum Reply {
         message: String,
     },
     /// A shown card; also for the call's subscribers.
-    Card(Arc<str>),
+    Card {
+        /// The decision's display id (feedback names it).
+        display_id: String,
+        /// The card frame.
+        frame: Arc<str>,
+    },
     /// A transcript line echoed back ([`DriverConfig::echo_transcript`]).
     Transcript(String),
 }
@@ -102,7 +136,7 @@ impl Reply {
     pub fn to_json(&self) -> String {
         match self {
             Reply::Ready(json) | Reply::Transcript(json) => json.clone(),
-            Reply::Card(json) => json.to_string(),
+            Reply::Card { frame, .. } => frame.to_string(),
             Reply::Error { code, message } => ServerMsg::Error {
                 code: *code,
                 message,
@@ -149,6 +183,9 @@ pub struct Output {
     pub texts: Vec<Arc<str>>,
     /// Set when the connection should close after this frame.
     pub close: Option<Close>,
+    /// The `start` waits for another connection to let go of its call: call
+    /// [`CallDriver::admitted`] once it has (or after a timeout).
+    pub waiting: bool,
 }
 
 impl Output {
@@ -160,6 +197,7 @@ impl Output {
         self.decisions.clear();
         self.texts.clear();
         self.close = None;
+        self.waiting = false;
     }
 
     /// Error replies in this output.
@@ -188,14 +226,55 @@ struct Live {
     /// Arrival time of the `start` (ms since the connection opened): the call clock's zero
     /// for messages without `t_ms`.
     started_ms: u64,
+    clock: CallClock,
+    /// Display ids of the cards shown on this connection, newest last (feedback must name
+    /// one of them, or one the host knows from an earlier connection).
+    shown: VecDeque<Box<str>>,
+    /// Feedback allowed per second on this connection.
+    feedback: TokenBucket,
 }
 
-/// A call that ended (its connection closed): the session to park for a reconnect and the
+/// Display ids remembered per connection for feedback checks; far above any deck budget.
+const SHOWN_KEPT: usize = 1024;
+
+/// The call clock: never goes backwards. A resumed stream whose clock restarts lower is
+/// shifted by a constant offset so that its first message continues at the last call time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CallClock {
+    /// The latest call time used.
+    last: u64,
+    /// Added to the stream's own times (a resumed stream that restarted its clock).
+    offset: u64,
+    /// Resumed and no message yet: the first one sets `offset`.
+    resumed: bool,
+}
+
+impl CallClock {
+    /// The call time of a message whose stream time is `raw`.
+    fn time(&mut self, raw: u64) -> u64 {
+        if std::mem::take(&mut self.resumed) && raw < self.last {
+            self.offset = self.last - raw;
+        }
+        self.last = raw.saturating_add(self.offset).max(self.last);
+        self.last
+    }
+}
+
+/// A call between connections: its session and clock, kept by the host for a reconnect.
+#[derive(Debug)]
+pub struct Parked {
+    /// Segments, cooldowns, budgets and arms so far.
+    pub session: Session,
+    /// The last call time: a resumed stream continues from it.
+    last_t_ms: u64,
+}
+
+/// A call that ended (its connection closed): its state to park for a reconnect and the
 /// record that logs the end.
 #[derive(Debug)]
 pub struct Finished {
-    /// The call's state, for a reconnect within the grace period to resume.
-    pub session: Session,
+    /// What a reconnect within the grace period resumes.
+    pub parked: Parked,
     /// [`Record::CallEnded`], stamped by the host.
     pub record: Record,
 }
@@ -211,9 +290,17 @@ pub struct CallDriver {
     errors_in_a_row: u32,
     /// `end` was received: later messages are not part of the call.
     ended: bool,
-    /// The call time of the last transcript message: the clock of a message that has
-    /// neither `t_ms` nor an arrival time (a recording).
-    clock_ms: u64,
+    /// A `start` waiting for its call to be let go of, with what followed it in its frame.
+    pending: Option<Pending>,
+}
+
+/// A `start` the host asked to wait ([`Admission::Wait`]).
+#[derive(Debug)]
+struct Pending {
+    start: Start,
+    received_ms: Option<u64>,
+    /// The messages after the `start` in its frame.
+    rest: Vec<ClientMsg>,
 }
 
 impl CallDriver {
@@ -225,7 +312,7 @@ impl CallDriver {
             live: None,
             errors_in_a_row: 0,
             ended: false,
-            clock_ms: 0,
+            pending: None,
         }
     }
 
@@ -273,9 +360,15 @@ impl CallDriver {
                     host,
                     out: &mut *out,
                 };
-                for msg in decoded.messages {
+                let mut messages = decoded.messages.into_iter();
+                while let Some(msg) = messages.next() {
                     let is_start = matches!(msg, ClientMsg::Start(_));
                     self.message(msg, &mut cx);
+                    if let Some(pending) = self.pending.as_mut() {
+                        pending.rest.extend(messages);
+                        cx.out.waiting = true;
+                        break;
+                    }
                     if is_start && self.live.is_none() {
                         break; // the start was refused: the rest of the frame has no call
                     }
@@ -301,6 +394,41 @@ impl CallDriver {
             out: &mut *out,
         };
         self.message(msg, &mut cx);
+        out.waiting = self.pending.is_some();
+        self.check_close(out);
+    }
+
+    /// The call a waiting `start` asked for was let go of: begin it with `parked` (or as
+    /// new, when the other connection did not let go in time), then handle the rest of
+    /// the `start`'s frame.
+    pub fn admitted(
+        &mut self,
+        engine: &Engine,
+        admission: Admission,
+        host: &mut impl Host,
+        out: &mut Output,
+    ) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let mut cx = Ctx {
+            engine,
+            received_ms: pending.received_ms,
+            host,
+            out: &mut *out,
+        };
+        let parked = match admission {
+            Admission::New | Admission::Wait => None,
+            Admission::Resume(parked) => Some(parked),
+            Admission::Refuse(refusal) => {
+                self.error(refusal.code, refusal.message, cx.out);
+                return self.check_close(out);
+            }
+        };
+        self.begin(pending.start, parked, &mut cx);
+        for msg in pending.rest {
+            self.message(msg, &mut cx);
+        }
         self.check_close(out);
     }
 
@@ -323,7 +451,10 @@ impl CallDriver {
             ended_at: host.now(),
         };
         Some(Finished {
-            session: live.session,
+            parked: Parked {
+                session: live.session,
+                last_t_ms: live.clock.last,
+            },
             record,
         })
     }
@@ -353,20 +484,50 @@ impl CallDriver {
             return self.error(ErrorCode::Protocol, message, cx.out);
         }
         let parked = match cx.host.admit(&start) {
-            Ok(parked) => parked,
-            Err(refusal) => return self.error(refusal.code, refusal.message, cx.out),
+            Admission::New => None,
+            Admission::Resume(parked) => Some(parked),
+            Admission::Refuse(refusal) => {
+                return self.error(refusal.code, refusal.message, cx.out);
+            }
+            Admission::Wait => {
+                let received_ms = cx.received_ms;
+                self.pending = Some(Pending {
+                    start,
+                    received_ms,
+                    rest: Vec::new(),
+                });
+                return;
+            }
         };
+        self.begin(start, parked, cx);
+    }
+
+    /// Begins (or resumes) the call of an admitted `start`.
+    fn begin<H: Host>(&mut self, start: Start, parked: Option<Parked>, cx: &mut Ctx<'_, H>) {
         self.errors_in_a_row = 0;
         let context = start.call_context();
-        let session = parked.unwrap_or_else(|| {
-            let info = CallInfo {
-                call_id: start.call_id.clone(),
-                deal_id: start.deal_id.clone(),
-                rep_id: start.rep_id.clone(),
-                context: context.clone(),
-            };
-            Session::new(info, self.config.session)
-        });
+        let info = CallInfo {
+            call_id: start.call_id.clone(),
+            deal_id: start.deal_id.clone(),
+            rep_id: start.rep_id.clone(),
+            context: context.clone(),
+        };
+        let (session, clock) = match parked {
+            // The latest start says who the call is for from now on.
+            Some(mut p) => {
+                p.session.update_info(info);
+                let clock = CallClock {
+                    last: p.last_t_ms,
+                    offset: 0,
+                    resumed: true,
+                };
+                (p.session, clock)
+            }
+            None => (
+                Session::new(info, self.config.session),
+                CallClock::default(),
+            ),
+        };
         let library = cx.engine.library();
         cx.out.replies.push(Reply::Ready(
             ServerMsg::Ready {
@@ -386,10 +547,14 @@ impl CallDriver {
             context: serde_json::to_string(&context).unwrap_or_else(|_| "{}".into()),
             started_at: cx.host.now(),
         }));
+        let rate = self.config.feedback_per_second;
         self.live = Some(Live {
             start,
             session,
             started_ms: cx.received_ms.unwrap_or(0),
+            clock,
+            shown: VecDeque::new(),
+            feedback: TokenBucket::new(rate, rate.saturating_mul(2)),
         });
     }
 
@@ -401,11 +566,11 @@ impl CallDriver {
         self.errors_in_a_row = 0;
         // The message's own time, else its arrival on the call clock, else (a recording)
         // the previous message's.
-        let t_ms = t.t_ms.unwrap_or(match cx.received_ms {
+        let raw = t.t_ms.unwrap_or(match cx.received_ms {
             Some(ms) => ms.saturating_sub(live.started_ms),
-            None => self.clock_ms,
+            None => live.clock.last.saturating_sub(live.clock.offset),
         });
-        self.clock_ms = t_ms;
+        let t_ms = live.clock.time(raw);
         let speaker = protocol::resolve_speaker(&live.start.speakers, &t);
         if self.config.echo_transcript {
             let line = ServerMsg::Transcript {
@@ -428,12 +593,32 @@ impl CallDriver {
         live.session
             .on_utterance(cx.engine, &u, &mut cx.out.decisions);
         if cx.out.decisions.len() > first {
-            log_decisions(live.session.info(), first, Arc::from(t.text), cx);
+            log_decisions(live, first, Arc::from(t.text), cx);
         }
     }
 
+    /// Feedback is taken for a card shown on this call, at most `feedback_per_second`; it
+    /// does not reset the count of errors in a row (else it could hold a bad client open).
     fn feedback<H: Host>(&mut self, f: Feedback, cx: &mut Ctx<'_, H>) {
-        self.errors_in_a_row = 0;
+        let Some(live) = self.live.as_mut() else {
+            let message = "`feedback` before `start`".into();
+            return self.error(ErrorCode::Protocol, message, cx.out);
+        };
+        let known = live.shown.iter().any(|id| **id == *f.display_id)
+            || cx.host.shown_on_call(&f.display_id);
+        if !known {
+            let message = format!("`display_id` {:?} was not shown on this call", f.display_id);
+            return self.error(ErrorCode::BadMessage, message, cx.out);
+        }
+        if let Some(now) = cx.received_ms
+            && !live.feedback.take(now)
+        {
+            let message = format!(
+                "more than {} feedback messages a second",
+                self.config.feedback_per_second
+            );
+            return self.error(ErrorCode::Limit, message, cx.out);
+        }
         cx.out.records.push(Record::Feedback(FeedbackRow {
             display_id: f.display_id,
             ts: cx.host.now(),
@@ -457,8 +642,9 @@ impl CallDriver {
 
 /// The card frames and exposure rows of the decisions from `first` on, all made on `text`;
 /// each stamped by the host.
-fn log_decisions<H: Host>(info: &CallInfo, first: usize, text: Arc<str>, cx: &mut Ctx<'_, H>) {
+fn log_decisions<H: Host>(live: &mut Live, first: usize, text: Arc<str>, cx: &mut Ctx<'_, H>) {
     let version = cx.engine.library().version();
+    let info = live.session.info();
     let out = &mut *cx.out;
     for d in &out.decisions[first..] {
         let now = cx.host.now();
@@ -466,7 +652,14 @@ fn log_decisions<H: Host>(info: &CallInfo, first: usize, text: Arc<str>, cx: &mu
         let engine_us = cx.host.engine_us();
         if d.shown() {
             let frame = ServerMsg::Card(CardMsg::new(&display_id, d, engine_us)).to_json();
-            out.replies.push(Reply::Card(Arc::from(frame)));
+            out.replies.push(Reply::Card {
+                display_id: display_id.clone(),
+                frame: Arc::from(frame),
+            });
+            if live.shown.len() >= SHOWN_KEPT {
+                live.shown.pop_front();
+            }
+            live.shown.push_back(display_id.as_str().into());
         }
         let row = ExposureRow::from_decision(info, d, display_id, now, engine_us, version);
         out.records.push(Record::Exposure(row));

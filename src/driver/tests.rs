@@ -12,6 +12,7 @@ category: objection
 body: isolate it
 triggers: { any: [price], speaker: prospect }
 cooldown_seconds: 60
+max_per_call: 5
 ";
 
 fn engine() -> Engine {
@@ -36,8 +37,12 @@ fn engine() -> Engine {
 struct TestHost {
     now: Timestamp,
     ids: u32,
-    parked: Option<Session>,
+    parked: Option<Parked>,
     refuse: Option<Refusal>,
+    /// A display id shown on the call by an earlier connection.
+    shown_elsewhere: Option<String>,
+    /// Another connection holds the call.
+    wait: bool,
 }
 
 impl TestHost {
@@ -47,6 +52,8 @@ impl TestHost {
             ids: 0,
             parked: None,
             refuse: None,
+            shown_elsewhere: None,
+            wait: false,
         }
     }
 }
@@ -65,11 +72,19 @@ impl Host for TestHost {
         7
     }
 
-    fn admit(&mut self, _start: &Start) -> Result<Option<Session>, Refusal> {
-        match self.refuse.take() {
-            Some(refusal) => Err(refusal),
-            None => Ok(self.parked.take()),
+    fn admit(&mut self, _start: &Start) -> Admission {
+        if self.wait {
+            return Admission::Wait;
         }
+        match (self.refuse.take(), self.parked.take()) {
+            (Some(refusal), _) => Admission::Refuse(refusal),
+            (None, Some(parked)) => Admission::Resume(parked),
+            (None, None) => Admission::New,
+        }
+    }
+
+    fn shown_on_call(&mut self, display_id: &str) -> bool {
+        self.shown_elsewhere.as_deref() == Some(display_id)
     }
 }
 
@@ -131,7 +146,7 @@ fn a_shown_card_has_its_frame_and_exposure_row_stamped_by_the_host() {
     let ids: Vec<&str> = out.decisions.iter().map(|d| d.card.id.as_str()).collect();
     assert_eq!(ids, ["price", "rival"]);
     assert_eq!(out.replies.len(), 2);
-    let Reply::Card(frame) = &out.replies[0] else {
+    let Reply::Card { frame, .. } = &out.replies[0] else {
         panic!("{:?}", out.replies)
     };
     let frame: serde_json::Value = serde_json::from_str(frame).unwrap();
@@ -245,7 +260,7 @@ fn end_closes_ignores_what_follows_and_finish_hands_back_the_session() {
     assert!(out.decisions.is_empty() && out.replies.is_empty());
     host.now = host.now.add_ms(60_000);
     let finished = d.finish(&mut host).expect("started");
-    assert_eq!(finished.session.info().call_id, "c-1");
+    assert_eq!(finished.parked.session.info().call_id, "c-1");
     assert_eq!(
         finished.record,
         Record::CallEnded {
@@ -260,7 +275,7 @@ fn a_resumed_call_keeps_its_cooldowns() {
     let (mut d, mut host) = (driver(10), TestHost::new());
     feed(&mut d, &mut host, START, Some(0));
     feed(&mut d, &mut host, &line("price", Some(1_000)), None);
-    let parked = d.finish(&mut host).expect("started").session;
+    let parked = d.finish(&mut host).expect("started").parked;
 
     let mut again = driver(10);
     host.parked = Some(parked);
@@ -280,18 +295,146 @@ fn feedback_is_logged_and_echo_puts_the_line_before_its_card() {
     feed(&mut d, &mut host, START, Some(0));
     let out = feed(&mut d, &mut host, &line("price", Some(10)), None);
     assert!(matches!(out.replies[0], Reply::Transcript(_)));
-    assert!(matches!(out.replies[1], Reply::Card(_)));
-    let out = feed(
-        &mut d,
-        &mut host,
-        r#"{"type":"feedback","display_id":"d1","action":"not_useful"}"#,
-        None,
-    );
+    assert!(matches!(out.replies[1], Reply::Card { .. }));
+    let shown = display_ids(&out)[0].clone();
+    let out = feed(&mut d, &mut host, &feedback(&shown), None);
     let [Record::Feedback(row)] = out.records.as_slice() else {
         panic!("{:?}", out.records)
     };
     assert_eq!(
         (row.display_id.as_str(), row.action.as_str()),
-        ("d1", "not_useful")
+        (shown.as_str(), "not_useful")
+    );
+}
+
+fn feedback(display_id: &str) -> String {
+    format!(r#"{{"type":"feedback","display_id":"{display_id}","action":"not_useful"}}"#)
+}
+
+/// The display ids of the exposure rows in `out`.
+fn display_ids(out: &Output) -> Vec<String> {
+    out.records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Exposure(e) => Some(e.display_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_resumed_call_takes_the_new_deal_and_its_clock_never_goes_back() {
+    let (mut d, mut host) = (driver(10), TestHost::new());
+    feed(&mut d, &mut host, START, Some(0));
+    feed(&mut d, &mut host, &line("acme", Some(30_000)), None);
+    let parked = d.finish(&mut host).expect("started").parked;
+
+    // The bridge reconnects knowing the deal, and its provider restarts its clock at 0.
+    let mut again = driver(10);
+    host.parked = Some(parked);
+    let start = START.replace("d-1", "d-2");
+    let out = feed(&mut again, &mut host, &start, Some(0));
+    let [Record::CallStarted(row)] = out.records.as_slice() else {
+        panic!("{:?}", out.records)
+    };
+    assert_eq!(row.deal_id.as_deref(), Some("d-2"));
+    let out = feed(&mut again, &mut host, &line("price", Some(1_000)), None);
+    assert_eq!(
+        out.decisions[0].t_ms, 30_000,
+        "continues at the last call time"
+    );
+    let [Record::Exposure(row)] = out.records.as_slice() else {
+        panic!("{:?}", out.records)
+    };
+    assert_eq!(
+        row.deal_id.as_deref(),
+        Some("d-2"),
+        "the new deal is logged"
+    );
+    // Later messages keep the offset: 61 s on the provider's clock is 90 s on the call's,
+    // so the card's 60 s cooldown has passed (it would not have without the offset).
+    let out = feed(&mut again, &mut host, &line("price", Some(61_000)), None);
+    assert_eq!(out.decisions[0].t_ms, 90_000);
+    assert_eq!(out.decisions[0].reason, Reason::Shown);
+}
+
+#[test]
+fn feedback_for_a_display_not_shown_on_the_call_is_refused() {
+    let (mut d, mut host) = (driver(10), TestHost::new());
+    feed(&mut d, &mut host, START, Some(0));
+    let out = feed(&mut d, &mut host, &feedback("01JDNOTSHOWN"), Some(0));
+    assert!(out.records.is_empty(), "{:?}", out.records);
+    let [Reply::Error { code, .. }] = out.replies.as_slice() else {
+        panic!("{:?}", out.replies)
+    };
+    assert_eq!(*code, ErrorCode::BadMessage);
+    // A display shown on the call earlier (another connection: the host knows it) is fine.
+    host.shown_elsewhere = Some("01JDEARLIER".into());
+    let out = feed(&mut d, &mut host, &feedback("01JDEARLIER"), Some(0));
+    assert_eq!(out.records.len(), 1);
+}
+
+#[test]
+fn feedback_does_not_reset_the_errors_in_a_row() {
+    let (mut d, mut host) = (driver(3), TestHost::new());
+    feed(&mut d, &mut host, START, Some(0));
+    let out = feed(&mut d, &mut host, &line("price", Some(1)), Some(0));
+    let shown = display_ids(&out)[0].clone();
+    feed(&mut d, &mut host, "{oops", Some(0));
+    feed(&mut d, &mut host, &feedback(&shown), Some(0));
+    feed(&mut d, &mut host, "{oops", Some(0));
+    feed(&mut d, &mut host, &feedback(&shown), Some(0));
+    let out = feed(&mut d, &mut host, "{oops", Some(0));
+    assert_eq!(out.close, Some(Close::TooManyErrors));
+}
+
+#[test]
+fn feedback_over_its_rate_gets_limit() {
+    let config = DriverConfig {
+        feedback_per_second: 2,
+        ..DriverConfig::default()
+    };
+    let mut d = CallDriver::new(config, Adapter::new(Format::Native, CallSetup::default()));
+    let mut host = TestHost::new();
+    feed(&mut d, &mut host, START, Some(0));
+    let out = feed(&mut d, &mut host, &line("price", Some(1)), Some(0));
+    let shown = display_ids(&out)[0].clone();
+    // A burst of twice the rate is taken, then the bucket is empty.
+    let codes: Vec<Option<ErrorCode>> = (0..5)
+        .map(|_| {
+            let out = feed(&mut d, &mut host, &feedback(&shown), Some(1_000));
+            out.replies.iter().find_map(|r| match r {
+                Reply::Error { code, .. } => Some(*code),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(codes, [None, None, None, None, Some(ErrorCode::Limit)]);
+    // Half a second later one more token is there.
+    let out = feed(&mut d, &mut host, &feedback(&shown), Some(1_500));
+    assert_eq!(out.errors(), 0);
+}
+
+#[test]
+fn a_start_that_waits_for_its_call_keeps_the_rest_of_its_frame() {
+    let (mut d, mut host) = (driver(10), TestHost::new());
+    host.wait = true;
+    let out = feed(&mut d, &mut host, START, Some(0));
+    assert!(out.waiting);
+    assert!(out.replies.is_empty() && d.call_id().is_none());
+    // The other connection let go and left its state: the call resumes.
+    let mut first = driver(10);
+    let mut other = TestHost::new();
+    feed(&mut first, &mut other, START, Some(0));
+    feed(&mut first, &mut other, &line("price", Some(5_000)), None);
+    let parked = first.finish(&mut other).expect("started").parked;
+    let mut out = Output::default();
+    d.admitted(&engine(), Admission::Resume(parked), &mut host, &mut out);
+    assert!(matches!(out.replies[0], Reply::Ready(_)));
+    let out = feed(&mut d, &mut host, &line("price", Some(1_000)), None);
+    assert_eq!(
+        out.decisions[0].reason,
+        Reason::Cooldown,
+        "resumed, not new"
     );
 }

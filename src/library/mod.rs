@@ -92,14 +92,25 @@ impl Library {
             if !is_yaml || !path.is_file() {
                 continue;
             }
-            let len = entry.metadata().map_err(|e| io(&path, e))?.len();
+            // The size of what is read, not of the directory entry: a symlink's own
+            // metadata says nothing about the file it points to. Reading at most one byte
+            // over the limit also covers a file that grows after the check.
+            let file = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
+            let mut text = String::new();
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(file, MAX_FILE_BYTES + 1),
+                &mut text,
+            )
+            .map_err(|e| io(&path, e))?;
+            let len = text.len() as u64;
             if len > MAX_FILE_BYTES {
                 return Err(LibraryError::Invalid(vec![LoadError {
                     at: Location::new(path.display().to_string(), Pos::START),
-                    message: format!("file is {len} bytes, at most {MAX_FILE_BYTES} allowed"),
+                    message: format!(
+                        "file is over {MAX_FILE_BYTES} bytes, at most {MAX_FILE_BYTES} allowed"
+                    ),
                 }]));
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
             files.push((path.display().to_string(), text));
         }
         let sources: Vec<(&str, &str)> = files

@@ -269,6 +269,14 @@ fn hi(x: Option<[f64; 2]>) -> String {
     num(x.map(|c| c[1]))
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@` first) gets a leading
+/// `'`, so a card or variant id like `=HYPERLINK(…)` stays text; numbers (`-0.05`) stay
+/// numbers.
+fn cell(text: String) -> String {
+    let formula = text.starts_with(['=', '+', '-', '@']) && text.parse::<f64>().is_err();
+    if formula { format!("'{text}") } else { text }
+}
+
 /// The reports as CSV with a header row; empty cells for figures that cannot be computed.
 pub fn csv(reports: &[Report]) -> Result<String, csv::Error> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -278,54 +286,57 @@ pub fn csv(reports: &[Report]) -> Result<String, csv::Error> {
             let vs = v.vs_control.as_ref();
             let f = |get: fn(&VsControl) -> Option<f64>| num(vs.and_then(get));
             let ci = |get: fn(&VsControl) -> Option<[f64; 2]>| vs.and_then(get);
-            w.write_record([
-                r.experiment_key.clone(),
-                r.card_id.clone(),
-                r.unit_str().to_string(),
-                r.metric.as_str().to_string(),
-                r.window_days.to_string(),
-                r.as_of.clone(),
-                num(r.srm_p),
-                r.srm_warning.to_string(),
-                r.multiple_exposure_units.to_string(),
-                v.id.clone(),
-                v.weight.to_string(),
-                v.control.to_string(),
-                (v.id == r.baseline).to_string(),
-                v.units.to_string(),
-                v.exposures.to_string(),
-                v.deals.to_string(),
-                v.matured.to_string(),
-                v.closed.to_string(),
-                v.won.to_string(),
-                v.n.to_string(),
-                num(v.win_rate),
-                lo(v.win_rate_ci),
-                hi(v.win_rate_ci),
-                num(v.revenue_per_unit),
-                num(v.revenue_sd),
-                f(|x| x.abs_diff),
-                lo(ci(|x| x.abs_ci)),
-                hi(ci(|x| x.abs_ci)),
-                f(|x| x.rel_lift),
-                lo(ci(|x| x.rel_ci)),
-                hi(ci(|x| x.rel_ci)),
-                f(|x| x.p_value),
-                f(|x| x.p_adjusted),
-                f(|x| x.chance_to_win),
-                num(vs.and_then(|x| x.risk).map(|r| r[0])),
-                num(vs.and_then(|x| x.risk).map(|r| r[1])),
-                lo(ci(|x| x.seq_ci)),
-                hi(ci(|x| x.seq_ci)),
-                num(v.prob_best),
-                vs.map(|x| x.enough_data.to_string()).unwrap_or_default(),
-                vs.and_then(|x| x.needed_units_per_arm)
-                    .map(|n| n.to_string())
-                    .unwrap_or_default(),
-                vs.map(|x| x.verdict.to_string()).unwrap_or_default(),
-                f(|x| x.revenue_rel_lift),
-                f(|x| x.revenue_p_value),
-            ])?;
+            w.write_record(
+                [
+                    r.experiment_key.clone(),
+                    r.card_id.clone(),
+                    r.unit_str().to_string(),
+                    r.metric.as_str().to_string(),
+                    r.window_days.to_string(),
+                    r.as_of.clone(),
+                    num(r.srm_p),
+                    r.srm_warning.to_string(),
+                    r.multiple_exposure_units.to_string(),
+                    v.id.clone(),
+                    v.weight.to_string(),
+                    v.control.to_string(),
+                    (v.id == r.baseline).to_string(),
+                    v.units.to_string(),
+                    v.exposures.to_string(),
+                    v.deals.to_string(),
+                    v.matured.to_string(),
+                    v.closed.to_string(),
+                    v.won.to_string(),
+                    v.n.to_string(),
+                    num(v.win_rate),
+                    lo(v.win_rate_ci),
+                    hi(v.win_rate_ci),
+                    num(v.revenue_per_unit),
+                    num(v.revenue_sd),
+                    f(|x| x.abs_diff),
+                    lo(ci(|x| x.abs_ci)),
+                    hi(ci(|x| x.abs_ci)),
+                    f(|x| x.rel_lift),
+                    lo(ci(|x| x.rel_ci)),
+                    hi(ci(|x| x.rel_ci)),
+                    f(|x| x.p_value),
+                    f(|x| x.p_adjusted),
+                    f(|x| x.chance_to_win),
+                    num(vs.and_then(|x| x.risk).map(|r| r[0])),
+                    num(vs.and_then(|x| x.risk).map(|r| r[1])),
+                    lo(ci(|x| x.seq_ci)),
+                    hi(ci(|x| x.seq_ci)),
+                    num(v.prob_best),
+                    vs.map(|x| x.enough_data.to_string()).unwrap_or_default(),
+                    vs.and_then(|x| x.needed_units_per_arm)
+                        .map(|n| n.to_string())
+                        .unwrap_or_default(),
+                    vs.map(|x| x.verdict.to_string()).unwrap_or_default(),
+                    f(|x| x.revenue_rel_lift),
+                    f(|x| x.revenue_p_value),
+                ]
+                .map(cell),
+            )?;
         }
     }
     let bytes = w

@@ -403,6 +403,7 @@ mod timeline_tests {
             amount: None,
             currency: None,
             closed_at: Some("2026-11-05T00:00:00Z".parse().unwrap()),
+            updated_at: None,
             received_at: "2026-11-05T00:00:00.000Z".parse().unwrap(),
         }];
         let svg = timeline(&def, &groups, &outcomes);

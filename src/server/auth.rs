@@ -1,18 +1,36 @@
 //! Bearer-token authorization. Tokens come from the config file, each with one role; a
 //! WebSocket upgrade may carry its token as a `token` query parameter (browsers cannot set
-//! headers). Missing or unknown token: 401; a known token whose role does not allow the
-//! route: 403 — both before any upgrade or handler runs. With no tokens configured every
-//! route is open (the server then binds loopback only).
+//! headers on one), other routes only in the `Authorization` header (query strings end up
+//! in proxy logs). Missing or unknown token: 401; a known token whose role does not allow
+//! the route: 403 — both before any upgrade or handler runs. With no tokens configured
+//! every route is open (the server then binds loopback only).
+//!
+//! A `rep` token may be scoped to one rep: the route guard puts a [`RepScope`] on the
+//! request's extensions for the subscribe handler to compare with the call's rep.
 
 use axum::http::{HeaderMap, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Role, Token};
 
+/// The rep a token is scoped to, on the request's extensions after the route guard:
+/// `RepScope(None)` for a token that may read any call (manager, admin, unscoped rep, or no
+/// tokens configured).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RepScope(pub Option<String>);
+
+/// One configured token.
+#[derive(Debug)]
+struct Entry {
+    digest: [u8; 32],
+    role: Role,
+    rep_id: Option<String>,
+}
+
 /// Configured tokens, kept as digests so comparison time does not depend on the secret.
 #[derive(Debug, Default)]
 pub struct Tokens {
-    entries: Vec<([u8; 32], Role, String)>,
+    entries: Vec<Entry>,
 }
 
 impl Tokens {
@@ -20,7 +38,11 @@ impl Tokens {
         Tokens {
             entries: tokens
                 .iter()
-                .map(|t| (digest(&t.secret), t.role, t.name.clone()))
+                .map(|t| Entry {
+                    digest: digest(&t.secret),
+                    role: t.role,
+                    rep_id: t.rep_id.clone(),
+                })
                 .collect(),
         }
     }
@@ -29,15 +51,26 @@ impl Tokens {
         self.entries.is_empty()
     }
 
-    /// Checks a request's token against `needed`.
+    /// Checks a request's token against `needed`. `query` is the query string of a
+    /// WebSocket upgrade (`None` for other requests: their token must be in the header).
     pub fn check(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
         needed: Role,
     ) -> Result<(), StatusCode> {
+        self.authorize(headers, query, needed).map(|_| ())
+    }
+
+    /// As [`Tokens::check`], returning the rep the token is scoped to.
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        needed: Role,
+    ) -> Result<RepScope, StatusCode> {
         if self.entries.is_empty() {
-            return Ok(());
+            return Ok(RepScope(None));
         }
         let presented = bearer(headers).or_else(|| query.and_then(query_token));
         let Some(presented) = presented else {
@@ -45,19 +78,19 @@ impl Tokens {
         };
         let d = digest(&presented);
         // Compare against every entry, without early exit.
-        let mut found: Option<Role> = None;
-        for (secret, role, _) in &self.entries {
+        let mut found: Option<&Entry> = None;
+        for entry in &self.entries {
             let mut diff = 0u8;
-            for (a, b) in secret.iter().zip(d.iter()) {
+            for (a, b) in entry.digest.iter().zip(d.iter()) {
                 diff |= a ^ b;
             }
             if diff == 0 {
-                found = Some(*role);
+                found = Some(entry);
             }
         }
         match found {
             None => Err(StatusCode::UNAUTHORIZED),
-            Some(role) if role.allows(needed) => Ok(()),
+            Some(e) if e.role.allows(needed) => Ok(RepScope(e.rep_id.clone())),
             Some(_) => Err(StatusCode::FORBIDDEN),
         }
     }
@@ -96,6 +129,7 @@ mod tests {
             name: name.into(),
             role,
             secret: secret.into(),
+            rep_id: None,
         };
         Tokens::new(&[
             t("bridge", Role::Ingest, "ingest-token-0001"),
@@ -170,6 +204,20 @@ mod tests {
         assert_eq!(
             t.check(&headers("Bearer admin-token-00001"), None, Role::Ingest),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn a_scoped_rep_token_carries_its_rep() {
+        let t = Tokens::new(&[Token {
+            name: "ana".into(),
+            role: Role::Rep,
+            secret: "rep-token-ana-00001".into(),
+            rep_id: Some("r-ana".into()),
+        }]);
+        assert_eq!(
+            t.authorize(&headers("Bearer rep-token-ana-00001"), None, Role::Rep),
+            Ok(RepScope(Some("r-ana".into())))
         );
     }
 

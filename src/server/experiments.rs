@@ -29,9 +29,31 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// `POST /v1/outcomes`: one outcome object or an array; 400 names the index and field of
-/// the first problem and saves nothing; 200 `{"saved": n}` once every outcome is committed.
-pub(super) async fn post_outcomes(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+/// Whether the request says its body is JSON (`application/json`, parameters such as
+/// `charset` allowed). Required so that a page on another site cannot post outcomes with a
+/// form or a `text/plain` fetch, which browsers send without asking first.
+fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// `POST /v1/outcomes`: one outcome object or an array; 415 unless the body is declared
+/// JSON; 400 names the index and field of the first problem and saves nothing; 200
+/// `{"saved": n}` once every outcome is committed.
+pub(super) async fn post_outcomes(
+    State(state): State<Arc<AppState>>,
+    headers: header::HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_json(&headers) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the outcomes with `Content-Type: application/json`",
+        );
+    }
     let parsed = match outcomes::parse_body(&body) {
         Ok(p) => p,
         Err(e) => {

@@ -51,7 +51,100 @@ pub(super) fn router(state: Arc<AppState>) -> axum::Router {
         .merge(ingest)
         .merge(rep)
         .merge(manager)
+        .layer(from_fn_with_state(state.clone(), edge))
         .with_state(state)
+}
+
+/// Every page, asset and answer: no framing, no sniffing, no referrer, and scripts, styles
+/// and connections from this origin only (`blob:` images: the dashboard's charts are
+/// fetched with the token header and shown from blobs).
+const SECURITY_HEADERS: [(&str, &str); 3] = [
+    (
+        "content-security-policy",
+        "default-src 'self'; img-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+];
+
+/// The browser-facing checks every request passes before routing: a `Host` (and, with
+/// no tokens configured, a loopback one: DNS rebinding), and an allowed `Origin` on
+/// WebSocket upgrades and non-GET requests (another site's page). Adds the security
+/// headers to the answer.
+async fn edge(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let mut response = match edge_check(&state, &req) {
+        Ok(()) => next.run(req).await,
+        Err((status, message)) => (status, Json(json!({ "error": message }))).into_response(),
+    };
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
+    response
+}
+
+fn edge_check(state: &AppState, req: &Request) -> Result<(), (StatusCode, String)> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .ok_or((
+            StatusCode::BAD_REQUEST,
+            "a `Host` header is required".to_string(),
+        ))?;
+    if state.tokens.is_empty() && !is_loopback_host(host) {
+        // Without tokens anyone who can reach the port is trusted; a page on another
+        // site could otherwise reach it through a rebound DNS name.
+        return Err((
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "host `{host}` is not a loopback name; without tokens only localhost, 127.0.0.0/8 and [::1] are served"
+            ),
+        ));
+    }
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if safe && !hyper_tungstenite::is_upgrade_request(req) {
+        return Ok(());
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        // Not a browser (a CRM, a bridge, curl): nothing to check.
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("null");
+    let own = format!("http://{host}");
+    let allowed = origin != "null"
+        && (origin.eq_ignore_ascii_case(&own)
+            || state.http.allowed_origins.iter().any(|o| o == origin));
+    if allowed {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::FORBIDDEN,
+            format!("origin `{origin}` is not allowed: add it to `allowed_origins`"),
+        ))
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`, with any port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[::1]:7700`: the address is inside the brackets.
+        match rest.split_once(']') {
+            Some((addr, port)) if port.is_empty() || port.starts_with(':') => addr,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    name.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Rejects a request whose token does not allow `role`, before any handler or upgrade.
@@ -60,8 +153,17 @@ async fn require(
     req: Request,
     next: Next,
 ) -> Response {
-    match state.tokens.check(req.headers(), req.uri().query(), role) {
-        Ok(()) => next.run(req).await,
+    // Query-string tokens only on upgrades: elsewhere they would end up in proxy logs.
+    let query = req
+        .uri()
+        .query()
+        .filter(|_| hyper_tungstenite::is_upgrade_request(&req));
+    match state.tokens.authorize(req.headers(), query, role) {
+        Ok(scope) => {
+            let mut req = req;
+            req.extensions_mut().insert(scope);
+            next.run(req).await
+        }
         Err(status) => {
             state
                 .stats
@@ -73,7 +175,7 @@ async fn require(
                     role.as_str()
                 )
             } else {
-                "missing or unknown token: send `Authorization: Bearer <token>` or `?token=`"
+                "missing or unknown token: send `Authorization: Bearer <token>` (or `?token=` on a WebSocket upgrade)"
                     .to_string()
             };
             (status, Json(json!({ "error": message }))).into_response()
@@ -165,7 +267,16 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
+/// `/metrics` on the main port: 404 when `metrics_listen` serves it elsewhere.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if state.http.separate_metrics {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    metrics_page(State(state)).await
+}
+
+/// The Prometheus text for `/metrics`, on whichever listener serves it.
+pub(super) async fn metrics_page(State(state): State<Arc<AppState>>) -> Response {
     let snapshot = state.metrics_snapshot().await;
     (
         [(
@@ -362,6 +473,31 @@ async fn call_cards(
             "call id must be 1 to {MAX_ID_LEN} bytes without control characters"
         ));
     }
+    if let Some(super::RepScope(Some(rep))) = req.extensions().get::<super::RepScope>() {
+        // A rep token scoped to one rep reads only that rep's calls. A call not in the
+        // store yet is left to the subscribe task.
+        match state.store().call(&call_id).await {
+            Ok(Some((call, _))) if call.rep_id.as_deref() != Some(rep.as_str()) => {
+                state
+                    .stats
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return (
+                    StatusCode::FORBIDDEN,
+                    Json(json!({ "error": "this token is for another rep's calls" })),
+                )
+                    .into_response();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "error": format!("store: {error}") })),
+                )
+                    .into_response();
+            }
+        }
+    }
     let Some(store) = state.store_handle() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     };
@@ -410,4 +546,34 @@ async fn demo(
     upgrade(&state, req, info_span!("demo"), move |ws| {
         demo_call::run(st, ws, name, speed)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn loopback_hosts_with_any_port() {
+        for host in [
+            "localhost",
+            "LOCALHOST:7700",
+            "127.0.0.1",
+            "127.1.2.3:80",
+            "[::1]",
+            "[::1]:7700",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "localhost.evil.example:7700",
+            "10.0.0.1:7700",
+            "[::1]x",
+            "[::ffff:10.0.0.1]:80",
+            "::1",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

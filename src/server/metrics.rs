@@ -115,6 +115,7 @@ pub struct Snapshot {
     pub reloads_ok: u64,
     pub reloads_error: u64,
     pub auth_failures: u64,
+    pub handler_panics: u64,
     pub subscribers_dropped: u64,
     pub frames_oversized: u64,
     pub bad_messages: u64,
@@ -259,6 +260,12 @@ static FAMILIES: &[Family] = &[
         series: Series::Value(|s| s.auth_failures),
     },
     Family {
+        name: "cuedeck_handler_panics_total",
+        kind: Kind::Counter,
+        help: "Requests whose handler panicked, answered with 500.",
+        series: Series::Value(|s| s.handler_panics),
+    },
+    Family {
         name: "cuedeck_subscribers_dropped_total",
         kind: Kind::Counter,
         help: "Subscribers disconnected for falling behind.",
@@ -391,6 +398,7 @@ mod tests {
             reloads_ok: 8,
             reloads_error: 9,
             auth_failures: 10,
+            handler_panics: 0,
             subscribers_dropped: 11,
             frames_oversized: 12,
             bad_messages: 13,
@@ -503,6 +511,9 @@ cuedeck_reloads_total{result="error"} 9
 # HELP cuedeck_auth_failures_total Requests refused with 401 or 403.
 # TYPE cuedeck_auth_failures_total counter
 cuedeck_auth_failures_total 10
+# HELP cuedeck_handler_panics_total Requests whose handler panicked, answered with 500.
+# TYPE cuedeck_handler_panics_total counter
+cuedeck_handler_panics_total 0
 # HELP cuedeck_subscribers_dropped_total Subscribers disconnected for falling behind.
 # TYPE cuedeck_subscribers_dropped_total counter
 cuedeck_subscribers_dropped_total 11

@@ -16,6 +16,7 @@ mod http;
 mod ingest;
 pub mod metrics;
 pub mod reload;
+mod socket;
 mod subscribe;
 
 use std::future::Future;
@@ -37,7 +38,7 @@ use crate::config::Limits;
 use crate::engine::Engine;
 use crate::store::{Store, StoreHandle};
 
-pub use auth::Tokens;
+pub use auth::{RepScope, Tokens};
 pub use calls::Registry;
 
 /// Counters read by tests, `/readyz` and the metrics endpoint.
@@ -51,6 +52,8 @@ pub struct Stats {
     pub auth_failures: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_error: AtomicU64,
+    /// Requests whose handler panicked (answered 500).
+    pub handler_panics: AtomicU64,
     /// Provider control messages ignored, unmapped speaker labels.
     pub adapters: crate::protocol::adapters::AdapterStats,
 }
@@ -88,6 +91,17 @@ impl StatusError {
     }
 }
 
+/// Browser-facing options of the HTTP edge (`allowed_origins`, `metrics_listen`).
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Origins besides the server's own allowed to open WebSockets and send non-GET
+    /// requests, exact (`https://crm.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// `/metrics` is served on its own listener ([`run_metrics`]); the main port answers
+    /// it with 404.
+    pub separate_metrics: bool,
+}
+
 /// Everything the connection handlers share.
 pub struct AppState {
     pub engine: ArcSwap<Engine>,
@@ -97,6 +111,7 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub status: Mutex<LoadStatus>,
     tokens: Tokens,
+    http: HttpOptions,
     reload_lock: tokio::sync::Mutex<()>,
     store: Store,
     /// Taken at shutdown so that the writer sees every producer gone and drains.
@@ -116,6 +131,25 @@ impl AppState {
         limits: Limits,
         tokens: Tokens,
     ) -> Arc<AppState> {
+        AppState::with_options(
+            engine,
+            store,
+            handle,
+            limits,
+            tokens,
+            HttpOptions::default(),
+        )
+    }
+
+    /// As [`AppState::new`], with the HTTP edge's options.
+    pub fn with_options(
+        engine: Engine,
+        store: Store,
+        handle: StoreHandle,
+        limits: Limits,
+        tokens: Tokens,
+        http: HttpOptions,
+    ) -> Arc<AppState> {
         let status = LoadStatus {
             ok: true,
             version: engine.library().version().to_string(),
@@ -134,6 +168,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             status: Mutex::new(status),
             tokens,
+            http,
             reload_lock: tokio::sync::Mutex::new(()),
             store,
             writer_stats: handle.stats(),
@@ -200,6 +235,7 @@ impl AppState {
             store_spilled: self.writer_stats.spilled(),
             reloads_ok: load(&self.stats.reloads_ok),
             reloads_error: load(&self.stats.reloads_error),
+            handler_panics: load(&self.stats.handler_panics),
             auth_failures: load(&self.stats.auth_failures),
             subscribers_dropped: load(&self.stats.subscribers_dropped),
             frames_oversized: load(&self.stats.frames_oversized),
@@ -287,6 +323,45 @@ pub async fn run(
     Ok(())
 }
 
+/// Serves `GET /metrics` alone on `listener` (`metrics_listen`) until the server shuts
+/// down, so scrapes need not reach the public port.
+pub async fn run_metrics(listener: TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(http::metrics_page))
+        .with_state(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Runs the router on one request; a panic in a handler is answered with 500 and
+/// counted, instead of dropping the connection without an answer (a CRM would retry).
+async fn call_catching_panics(
+    router: axum::Router,
+    req: axum::extract::Request,
+    stats: &Stats,
+) -> axum::response::Response {
+    use futures_util::FutureExt;
+    use tower::ServiceExt;
+    match std::panic::AssertUnwindSafe(router.oneshot(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(response)) => response,
+        Ok(Err(never)) => match never {},
+        Err(_) => {
+            stats.handler_panics.fetch_add(1, Ordering::Relaxed);
+            // The panic message itself went to stderr through the panic hook.
+            warn!("a request handler panicked; answered 500");
+            axum::response::IntoResponse::into_response((
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({ "error": "internal error" })),
+            ))
+        }
+    }
+}
+
 /// A connection's permit, shared with the WebSocket task it may upgrade into.
 #[derive(Clone)]
 pub(crate) struct ConnPermit(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
@@ -301,13 +376,16 @@ async fn serve_connection(
 ) {
     state.stats.connections.fetch_add(1, Ordering::Relaxed);
     let permit = ConnPermit(Arc::new(permit));
+    let st = state.clone();
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(permit.clone());
             let router = router.clone();
+            let st = st.clone();
             async move {
-                use tower::ServiceExt;
-                router.oneshot(req.map(axum::body::Body::new)).await
+                let response =
+                    call_catching_panics(router, req.map(axum::body::Body::new), &st.stats).await;
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
     let conn = hyper::server::conn::http1::Builder::new()
@@ -327,4 +405,25 @@ async fn serve_connection(
         debug!(%error, %peer, "connection ended with an error");
     }
     state.stats.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_is_counted() {
+        async fn boom() -> &'static str {
+            panic!("handler bug")
+        }
+        let router = axum::Router::new().route("/boom", axum::routing::get(boom));
+        let stats = Stats::default();
+        let req = axum::extract::Request::builder()
+            .uri("/boom")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = call_catching_panics(router, req, &stats).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(stats.handler_panics.load(Ordering::Relaxed), 1);
+    }
 }

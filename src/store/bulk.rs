@@ -68,7 +68,7 @@ fn statement(
 
 const EXPOSURE_COLS: usize = 15;
 const CALL_COLS: usize = 6;
-const OUTCOME_COLS: usize = 7;
+const OUTCOME_COLS: usize = 8;
 
 impl Store {
     /// Inserts exposures, finished calls and outcome updates in one transaction.
@@ -126,7 +126,7 @@ impl Store {
         for chunk in outcomes.chunks(MAX_PARAMS / OUTCOME_COLS) {
             let sql = statement(
                 "INSERT INTO outcomes (id, deal_id, outcome, amount, currency, closed_at, \
-                 received_at)",
+                 received_at, updated_at)",
                 chunk.len(),
                 OUTCOME_COLS,
                 Some(3),

@@ -40,13 +40,14 @@ const SELECT_EXPOSURE_GROUPS: &str = "SELECT deal_id, rep_id, variant, MIN(ts) A
      COUNT(*) AS exposures FROM exposures WHERE experiment_key = $1 AND ts < $2 \
      GROUP BY deal_id, rep_id, variant";
 
-/// The latest row (by `received_at`, then insertion id) of every deal exposed in the
-/// experiment.
+/// The latest row of every deal exposed in the experiment: by the CRM's `updated_at` (the
+/// receive time for a row without one), then `received_at`, then insertion id.
 const SELECT_LATEST_OUTCOMES: &str = "SELECT o.deal_id, o.outcome, o.amount, o.currency, \
-     o.closed_at, o.received_at FROM outcomes o \
+     o.closed_at, o.updated_at, o.received_at FROM outcomes o \
      WHERE o.deal_id IN (SELECT deal_id FROM exposures WHERE experiment_key = $1) \
      AND o.id = (SELECT o2.id FROM outcomes o2 WHERE o2.deal_id = o.deal_id \
-     ORDER BY o2.received_at DESC, o2.id DESC LIMIT 1)";
+     ORDER BY COALESCE(o2.updated_at, o2.received_at) DESC, o2.received_at DESC, o2.id DESC \
+     LIMIT 1)";
 
 const SELECT_ARM_COUNTS: &str = "SELECT experiment_key, variant, COUNT(*) AS exposures, \
      COUNT(DISTINCT deal_id) AS deals, COUNT(DISTINCT rep_id) AS reps, MIN(ts) AS first_ts, \
@@ -152,6 +153,7 @@ mod tests {
             amount: None,
             currency: None,
             closed_at: None,
+            updated_at: None,
             received_at: received_at.parse().unwrap(),
         }
     }

@@ -57,7 +57,8 @@ use rows::{
     call_from_row, dead_letter_from_row, exposure_from_row, feedback_from_row, outcome_from_row,
 };
 use sql::*;
-use url::{Backend, prepare_url, redact};
+pub use url::redact;
+use url::{Backend, prepare_url};
 
 /// The embedded migrations (`migrations/` at the crate root).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

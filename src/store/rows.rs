@@ -56,6 +56,8 @@ pub struct OutcomeRow {
     pub amount: Option<f64>,
     pub currency: Option<String>,
     pub closed_at: Option<Timestamp>,
+    /// When the CRM last changed the deal, if it said; orders the updates of one deal.
+    pub updated_at: Option<Timestamp>,
     pub received_at: Timestamp,
 }
 
@@ -152,6 +154,7 @@ pub(crate) fn bind_outcome<'q>(q: AnyQuery<'q>, o: &'q OutcomeRow) -> AnyQuery<'
         .bind(&o.currency)
         .bind(o.closed_at.map(|t| t.to_string()))
         .bind(o.received_at.to_string())
+        .bind(o.updated_at.map(|t| t.to_string()))
 }
 
 pub(super) fn exposure_from_row(row: &AnyRow) -> Result<ExposureRow, sqlx::Error> {
@@ -189,6 +192,7 @@ pub(super) fn outcome_from_row(row: &AnyRow) -> Result<OutcomeRow, sqlx::Error> 
         amount: row.try_get("amount")?,
         currency: row.try_get("currency")?,
         closed_at: optional_timestamp(row, "closed_at")?,
+        updated_at: optional_timestamp(row, "updated_at")?,
         received_at: timestamp(row, "received_at")?,
     })
 }

@@ -19,7 +19,8 @@ pub(super) const INSERT_FEEDBACK: &str = "INSERT INTO feedback (display_id, ts, 
 // The amount is bound as text and cast: sqlx's Any driver declares a NULL f64 parameter
 // as float4 on PostgreSQL, which then rejects the next non-NULL f64 in the cached statement.
 pub(super) const INSERT_OUTCOME: &str = "INSERT INTO outcomes (id, deal_id, outcome, amount, currency, \
-     closed_at, received_at) VALUES ($1, $2, $3, CAST($4 AS DOUBLE PRECISION), $5, $6, $7)";
+     closed_at, received_at, updated_at) VALUES ($1, $2, $3, CAST($4 AS DOUBLE PRECISION), $5, $6, \
+     $7, $8)";
 
 pub(super) const SELECT_EXPOSURES: &str = "SELECT display_id, ts, call_id, deal_id, rep_id, card_id, \
      experiment_key, variant, CASE WHEN shown THEN 1 ELSE 0 END AS shown, reason, phrase, \
@@ -38,9 +39,9 @@ pub(super) const SELECT_CALL: &str = "SELECT call_id, deal_id, rep_id, context, 
      FROM calls WHERE call_id = $1";
 
 pub(super) const SELECT_OUTCOMES: &str = "SELECT deal_id, outcome, amount, currency, closed_at, \
-     received_at FROM outcomes ORDER BY deal_id, received_at, id";
+     updated_at, received_at FROM outcomes ORDER BY deal_id, received_at, id";
 pub(super) const SELECT_OUTCOMES_BY_DEAL: &str = "SELECT deal_id, outcome, amount, currency, closed_at, \
-     received_at FROM outcomes WHERE deal_id = $1 ORDER BY received_at, id";
+     updated_at, received_at FROM outcomes WHERE deal_id = $1 ORDER BY received_at, id";
 
 pub(super) const INSERT_DEAD_LETTER: &str =
     "INSERT INTO dead_letters (id, ts, record, error) VALUES ($1, $2, $3, $4)";

@@ -250,6 +250,7 @@ async fn outcomes_keep_history(db: TestDb) {
         amount: None,
         currency: None,
         closed_at: None,
+        updated_at: None,
         received_at: t("2026-11-20T10:00:00.000Z"),
     };
     let won = OutcomeRow {
@@ -257,6 +258,7 @@ async fn outcomes_keep_history(db: TestDb) {
         amount: Some(12000.5),
         currency: Some("USD".to_string()),
         closed_at: Some(t("2026-11-20T10:00:00Z")),
+        updated_at: None,
         ..open.clone()
     };
     store

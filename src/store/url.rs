@@ -12,7 +12,7 @@ pub(super) enum Backend {
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
-pub(super) fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };

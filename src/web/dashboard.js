@@ -9,18 +9,60 @@ window.addEventListener("unhandledrejection", (e) => window.__cuedeckErrors.push
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-if (params.get("token")) sessionStorage.setItem("cuedeck.token", params.get("token"));
+if (params.get("token")) {
+  sessionStorage.setItem("cuedeck.token", params.get("token"));
+  // Keep the secret out of the address bar and the history.
+  params.delete("token");
+  history.replaceState(null, "", `${location.pathname}${params.size ? `?${params}` : ""}`);
+}
 const token = () => sessionStorage.getItem("cuedeck.token") || "";
+const authHeaders = () => (token() ? { Authorization: `Bearer ${token()}` } : {});
 
 async function api(path) {
-  const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
-  const r = await fetch(path, { headers });
+  const r = await fetch(path, { headers: authHeaders() });
   if (!r.ok) {
     let msg = `${r.status}`;
     try { msg += `: ${(await r.json()).error}`; } catch { /* not JSON */ }
     throw new Error(`${path} → ${msg}`);
   }
   return r.json();
+}
+
+// Reports take the token in the header only (query-string tokens are for WebSocket
+// upgrades), so charts and the CSV are fetched and shown or saved from blobs.
+async function fetchBlob(path) {
+  const r = await fetch(path, { headers: authHeaders() });
+  if (!r.ok) throw new Error(`${path} → ${r.status}`);
+  return r.blob();
+}
+
+function chart(attrs, path) {
+  const img = el("img", attrs);
+  fetchBlob(path).then((b) => {
+    img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+    img.src = URL.createObjectURL(b);
+  }).catch((err) => img.replaceWith(el("p", { class: "banner bad" }, String(err.message || err))));
+  return img;
+}
+
+function downloadLink(path, filename) {
+  const link = el("a", { href: "#", class: "download-csv" }, "Download CSV");
+  link.addEventListener("click", async (ev) => {
+    ev.preventDefault();
+    try {
+      const b = await fetchBlob(path);
+      const url = URL.createObjectURL(b);
+      const a = el("a", { href: url, download: filename });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      link.dataset.downloaded = String(b.size);
+    } catch (err) {
+      link.after(el("span", { class: "banner bad" }, String(err.message || err)));
+    }
+  });
+  return link;
 }
 
 function el(tag, attrs, ...children) {
@@ -137,13 +179,12 @@ async function experiments() {
           `Not enough data: fewer than 100 closed units per arm. No verdict yet${needed.length ? ` — about ${Math.max(...needed)} units per arm are needed for a 10% relative effect` : ""}.`));
       }
       section.append(variantTable(report));
-      const forest = el("img", { class: "forest", alt: `Relative lift of each variant against control with 95% intervals`,
-        src: `/v1/experiments/${encodeURIComponent(e.key)}/report?format=svg${token() ? `&token=${encodeURIComponent(token())}` : ""}` });
-      section.append(forest);
-      section.append(el("img", { class: "timeline", alt: "Cumulative units exposed and closed per arm by day",
-        src: `/v1/experiments/${encodeURIComponent(e.key)}/report?format=timeline${token() ? `&token=${encodeURIComponent(token())}` : ""}` }));
-      const csv = `/v1/experiments/${encodeURIComponent(e.key)}/report?format=csv${token() ? `&token=${encodeURIComponent(token())}` : ""}`;
-      section.append(el("p", {}, el("a", { href: csv, download: `${e.key}.csv` }, "Download CSV")));
+      const base = `/v1/experiments/${encodeURIComponent(e.key)}/report`;
+      section.append(chart({ class: "forest", alt: "Relative lift of each variant against control with 95% intervals" },
+        `${base}?format=svg`));
+      section.append(chart({ class: "timeline", alt: "Cumulative units exposed and closed per arm by day" },
+        `${base}?format=timeline`));
+      section.append(el("p", {}, downloadLink(`${base}?format=csv`, `${e.key}.csv`)));
       section.append(el("p", { class: "muted" },
         `Metric ${report.metric} · window ${report.window_days} days · as of ${report.as_of} · SRM p ${num(report.srm_p)} · units exposed to more than one variant: ${report.multiple_exposure_units}`));
     } catch (err) {

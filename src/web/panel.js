@@ -15,7 +15,13 @@ const state = {
 };
 
 const params = new URLSearchParams(location.search);
-if (params.get("token")) sessionStorage.setItem("cuedeck.token", params.get("token"));
+if (params.get("token")) {
+  sessionStorage.setItem("cuedeck.token", params.get("token"));
+  // Keep the secret out of the address bar and the history.
+  const shown = new URLSearchParams(location.search);
+  shown.delete("token");
+  history.replaceState(null, "", `${location.pathname}${shown.size ? `?${shown}` : ""}`);
+}
 const token = () => sessionStorage.getItem("cuedeck.token") || "";
 
 function wsUrl(path, extra) {

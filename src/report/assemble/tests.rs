@@ -44,6 +44,7 @@ fn outcome(deal: &str, outcome: &str, amount: Option<f64>, closed_at: &str) -> O
         amount,
         currency: Some("USD".into()),
         closed_at: Some(ts(closed_at)),
+        updated_at: None,
         received_at: ts("2026-11-01T00:00:00.000Z"),
     }
 }
@@ -756,5 +757,27 @@ fn the_comparison_below_the_gate_says_how_many_units_are_missing() {
     assert!(
         past.revenue_rel_lift.is_none(),
         "no amounts, no revenue comparison"
+    );
+}
+
+#[test]
+fn csv_cells_starting_with_a_formula_are_escaped() {
+    let def = def(
+        Unit::Deal,
+        &[("control", 1.0, true), ("=HYPERLINK(1)", 1.0, false)],
+    );
+    let (groups, outcomes) = data(&[("control", 400, 120, 280), ("=HYPERLINK(1)", 400, 80, 320)]);
+    let r = assemble(&def, &groups, &outcomes, &opts("2026-11-22"));
+    let csv = render::csv(&[r]).unwrap();
+    let row = csv.lines().nth(2).unwrap();
+    let cells: Vec<&str> = row.split(',').collect();
+    assert!(cells.contains(&"'=HYPERLINK(1)"), "{row}");
+    assert!(!cells.iter().any(|c| c.starts_with('=')), "{row}");
+    // A negative lift is a number, not text.
+    assert!(
+        cells
+            .iter()
+            .any(|c| c.starts_with('-') && c.parse::<f64>().is_ok()),
+        "{row}"
     );
 }
