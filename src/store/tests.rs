@@ -528,6 +528,22 @@ async fn writer_retries_a_failed_batch_without_losing_it(db: TestDb) {
     admin.close().await.expect("close admin");
 }
 
+/// Sends an exposure per `(display_id, call_id)`, closes the queue and waits (10 s at
+/// most) until the writer has handled them all.
+async fn write_all(handle: StoreHandle, task: WriterTask, ids: &[(&str, &str)]) {
+    for (display_id, call_id) in ids {
+        handle
+            .send(Record::Exposure(exposure(display_id, call_id)))
+            .await
+            .expect("send");
+    }
+    drop(handle);
+    timeout(Duration::from_secs(10), task.finish())
+        .await
+        .expect("the writer moved past every record")
+        .expect("finish");
+}
+
 impl TestDb {
     fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres")
@@ -558,23 +574,8 @@ async fn a_record_the_database_rejects_is_dead_lettered_and_the_queue_moves_on(d
     let poison = db.reject_call_for_good().await;
     let (handle, task) = spawn_writer(store.clone(), 16);
     let stats = handle.stats();
-    handle
-        .send(Record::Exposure(exposure("ok-1", "c-ok")))
-        .await
-        .expect("send");
-    handle
-        .send(Record::Exposure(exposure("bad-1", poison)))
-        .await
-        .expect("send");
-    handle
-        .send(Record::Exposure(exposure("ok-2", "c-ok")))
-        .await
-        .expect("send");
-    drop(handle);
-    timeout(Duration::from_secs(10), task.finish())
-        .await
-        .expect("the writer moved past the rejected record")
-        .expect("finish");
+    let ids = [("ok-1", "c-ok"), ("bad-1", poison), ("ok-2", "c-ok")];
+    write_all(handle, task, &ids).await;
     assert_eq!(count(&store, "exposures").await, 2);
     assert_eq!(stats.dead_letters(), 1);
     assert!(!stats.failing(), "a rejection is not an outage");
@@ -751,19 +752,7 @@ async fn a_dead_letter_the_database_refuses_goes_to_a_file() {
     let spill = spill_in(dir.path(), 1 << 20);
     let (handle, task) = spawn_writer_with_spill(db.store.clone(), 4, &spill).expect("writer");
     let stats = handle.stats();
-    handle
-        .send(Record::Exposure(exposure("bad-1", poison)))
-        .await
-        .expect("send");
-    handle
-        .send(Record::Exposure(exposure("ok-1", "c-ok")))
-        .await
-        .expect("send");
-    drop(handle);
-    timeout(Duration::from_secs(10), task.finish())
-        .await
-        .expect("the writer moved on")
-        .expect("finish");
+    write_all(handle, task, &[("bad-1", poison), ("ok-1", "c-ok")]).await;
     assert_eq!(stats.dead_letters(), 1);
     assert_eq!(count(&db.store, "exposures").await, 1);
     let text = std::fs::read_to_string(spill.dir.join("dead-letters.jsonl")).expect("file");
