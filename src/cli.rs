@@ -475,7 +475,16 @@ fn serve(args: ServeArgs) -> Result<ExitCode, Failure> {
             .with_context(|| {
                 format!("serve: opening the store {}", crate::store::redact(&config.db))
             })?;
-        let (handle, writer) = crate::store::spawn_writer(store.clone(), config.limits.store_queue);
+        let spill = crate::store::SpillOptions {
+            dir: config
+                .spill_dir
+                .clone()
+                .unwrap_or_else(|| crate::store::default_spill_dir(&config.db)),
+            max_bytes: config.limits.spill_max_bytes,
+        };
+        let (handle, writer) =
+            crate::store::spawn_writer_with_spill(store.clone(), config.limits.store_queue, &spill)
+                .context("serve: opening the spill")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("serve: cannot listen on {}", config.listen))?;

@@ -24,8 +24,11 @@ pub struct Limits {
     pub idle_timeout_seconds: u64,
     /// How long an ended call's state is kept so a reconnect resumes it.
     pub call_grace_seconds: u64,
-    /// Records waiting for the store writer; a full queue slows the producing call.
+    /// Records waiting in memory for the store writer; a full queue spills to disk.
     pub store_queue: usize,
+    /// Bytes the spill file behind the store queue may hold; only when the queue and the
+    /// spill are both full does the producing call wait.
+    pub spill_max_bytes: u64,
     /// How long shutdown waits for connections to close and the store to drain.
     pub shutdown_grace_seconds: u64,
     /// Calls (live or in their grace period) held at once.
@@ -53,6 +56,7 @@ impl Default for Limits {
             idle_timeout_seconds: 600,
             call_grace_seconds: 30,
             store_queue: 65_536,
+            spill_max_bytes: 1 << 30,
             shutdown_grace_seconds: 10,
             max_calls: 20_000,
             subscriber_queue: 256,
@@ -72,6 +76,7 @@ impl Limits {
             ("max_message_bytes", self.max_message_bytes as u64),
             ("idle_timeout_seconds", self.idle_timeout_seconds),
             ("store_queue", self.store_queue as u64),
+            ("spill_max_bytes", self.spill_max_bytes),
             ("max_calls", self.max_calls as u64),
             ("subscriber_queue", self.subscriber_queue as u64),
             (
@@ -170,6 +175,16 @@ struct RawFile {
     tokens: Vec<RawToken>,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    store: StoreSettings,
+}
+
+/// The `[store]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSettings {
+    /// Where the spill file and dead letters go.
+    spill_dir: Option<PathBuf>,
 }
 
 /// Values given on the command line or in the environment (already merged by the CLI:
@@ -192,6 +207,9 @@ pub struct ServeConfig {
     pub watch: bool,
     pub tokens: Vec<Token>,
     pub limits: Limits,
+    /// `[store] spill_dir`; `None`: next to the SQLite file, or the working directory
+    /// ([`crate::store::default_spill_dir`]).
+    pub spill_dir: Option<PathBuf>,
     /// Where `/metrics` is served instead of the main port (`None`: on the main port).
     pub metrics_listen: Option<SocketAddr>,
     /// Origins besides the server's own that may open WebSockets and send non-GET
@@ -208,6 +226,7 @@ impl Default for ServeConfig {
             watch: true,
             tokens: Vec::new(),
             limits: Limits::default(),
+            spill_dir: None,
             metrics_listen: None,
             allowed_origins: Vec::new(),
         }
@@ -326,6 +345,7 @@ impl ServeConfig {
             watch: overrides.watch.or(raw.watch).unwrap_or(d.watch),
             tokens,
             limits: raw.limits,
+            spill_dir: raw.store.spill_dir,
             metrics_listen,
             allowed_origins: raw.allowed_origins,
         })
@@ -462,6 +482,22 @@ mod tests {
     }
 
     #[test]
+    fn the_spill_is_configured_by_limits_and_store() {
+        let (_d, path) = write(
+            "[limits]\nspill_max_bytes = 4096\n[store]\nspill_dir = \"/var/spool/cuedeck\"\n",
+        );
+        let c = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap();
+        assert_eq!(c.limits.spill_max_bytes, 4096);
+        assert_eq!(c.spill_dir, Some(PathBuf::from("/var/spool/cuedeck")));
+        let (_d, path) = write("[store]\nspill = \"x\"\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(e.to_string().contains("unknown field `spill`"), "{e}");
+        let (_d, path) = write("[limits]\nspill_max_bytes = 0\n");
+        let e = ServeConfig::load(Some(&path), &Overrides::default(), &no_env).unwrap_err();
+        assert!(e.to_string().contains("limits.spill_max_bytes"), "{e}");
+    }
+
+    #[test]
     fn no_tokens_means_loopback_only() {
         let mut c = ServeConfig {
             listen: "0.0.0.0:7700".parse().unwrap(),
@@ -534,6 +570,7 @@ mod example_file {
         assert_eq!(c.db, d.db);
         assert_eq!(c.watch, d.watch);
         assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.spill_dir, d.spill_dir);
         assert_eq!(c.metrics_listen, d.metrics_listen);
         assert_eq!(c.allowed_origins, d.allowed_origins);
     }

@@ -66,7 +66,7 @@
 //!
 //! ```text
 //! serve:   cards dir ─► Library::load_dir ─► Engine::new (Matcher::build) ─► ArcSwap<Engine>
-//!                     └► Store::open ─► spawn_writer ─► StoreHandle (bounded queue)
+//!                     └► Store::open ─► spawn_writer_with_spill ─► StoreHandle (queue, then spill)
 //! per call: WS frame ─► server::ingest (socket only) ─► CallDriver::on_text (pure)
 //!             ─► Adapter (?format=) ─► native messages (protocol::decode)
 //!             ─► Session::on_utterance(&engine) (Matcher::normalize_and_find) ─► Decisions

@@ -144,7 +144,7 @@ impl BodyError {
 }
 
 fn check_deal_id(s: &str) -> Result<String, FieldError> {
-    if s.is_empty() || s.len() > MAX_ID_LEN || s.chars().any(char::is_control) {
+    if !crate::protocol::valid_id(s) {
         return Err(field_err(
             "deal_id",
             format!("must be 1 to {MAX_ID_LEN} bytes without control characters"),

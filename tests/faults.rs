@@ -351,3 +351,162 @@ async fn sqlite_disk_full_buffers_exposures_until_space_returns() {
     assert_eq!(shown_display_ids(&stopped.store).await, cards);
     stopped.store.close().await;
 }
+
+/// A server on an SQLite file in its temporary directory, and the file's URL (to lock it).
+async fn server_on_sqlite_file(limits: Limits) -> (TestServer, String) {
+    let server = TestServer::start(&bundled_cards(), limits).await;
+    let db = server.store_url();
+    (server, db)
+}
+
+/// A connection holding the SQLite file's write lock: every write waits behind it.
+async fn lock_sqlite(url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    let mut blocker = sqlx::AnyConnection::connect(url).await.expect("blocker");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    blocker
+}
+
+async fn unlock_sqlite(mut blocker: sqlx::AnyConnection) {
+    use sqlx::Connection;
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    blocker.close().await.expect("close blocker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_spills_to_disk_and_cards_keep_flowing() {
+    let limits = Limits {
+        store_queue: 1,
+        ..Limits::default()
+    };
+    let (server, db) = server_on_sqlite_file(limits).await;
+    let blocker = lock_sqlite(&db).await;
+
+    // The database takes nothing and the queue holds one record: the call's records go to
+    // the spill, and every card still reaches the rep at once.
+    let cards = tokio::time::timeout(Duration::from_secs(10), demo_call_cards(&server))
+        .await
+        .expect("the call was not held up by the store");
+    let text = http_get(server.addr, "/metrics".into()).await;
+    assert!(metric(&text, "cuedeck_store_spilled_total") > 0, "{text}");
+    assert!(metric(&text, "cuedeck_store_spill_bytes") > 0, "{text}");
+    assert_eq!(metric(&text, "cuedeck_exposures_written_total"), 0);
+
+    unlock_sqlite(blocker).await;
+    wait_until_written(&server, cards.len()).await;
+    let text = http_get(server.addr, "/metrics".into()).await;
+    assert_eq!(metric(&text, "cuedeck_store_spill_bytes"), 0, "{text}");
+    assert_eq!(metric(&text, "cuedeck_store_dead_letters_total"), 0);
+    let stopped = server.shutdown().await;
+    assert_eq!(shown_display_ids(&stopped.store).await, cards);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_and_metrics_do_not_query_the_database() {
+    let (server, db) = server_on_sqlite_file(Limits::default()).await;
+    let (code, _) = http_request(server.addr, "GET", "/readyz", None, None).await;
+    assert_eq!(code, 200);
+
+    // With the database locked, a per-request query (a ping) would wait on the lock. 64
+    // clients hammer both endpoints; each answer comes from the writer's state at once.
+    let blocker = lock_sqlite(&db).await;
+    let addr = server.addr;
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            tokio::spawn(async move {
+                let path = if i % 2 == 0 { "/readyz" } else { "/metrics" };
+                for _ in 0..5 {
+                    let started = std::time::Instant::now();
+                    let (code, body) = http_request(addr, "GET", path, None, None).await;
+                    assert!(code == 200 || code == 503, "{path}: {code} {body}");
+                    assert!(
+                        started.elapsed() < Duration::from_millis(1500),
+                        "{path} took {:?}",
+                        started.elapsed()
+                    );
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.expect("client");
+    }
+    unlock_sqlite(blocker).await;
+    server.shutdown().await;
+}
+
+/// Sends each frame and expects a `bad_message` error naming the field.
+async fn assert_refused(ws: &mut Ws, cases: &[(&str, &str)]) {
+    for (frame, field) in cases {
+        send(ws, frame).await;
+        let err = next_json(ws).await;
+        assert_eq!(err["code"], "bad_message", "{frame}");
+        assert!(err["message"].as_str().unwrap().contains(field), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_ids_are_refused() {
+    let server = TestServer::start(&bundled_cards(), Limits::default()).await;
+    let mut ws = connect(&server.url("/v1/stream")).await;
+    // A key with a control character would be refused by PostgreSQL (NUL) or corrupt logs
+    // and CSVs: refused at the door, with the field named.
+    let refused: &[(&str, &str)] = &[
+        (r#"{"type":"start","call_id":"c\u0000x"}"#, "`call_id`"),
+        (
+            r#"{"type":"start","call_id":"c-ok","deal_id":"d\u001b[2J"}"#,
+            "`deal_id`",
+        ),
+        (
+            r#"{"type":"start","call_id":"c-ok","rep_id":"r\nx"}"#,
+            "`rep_id`",
+        ),
+    ];
+    assert_refused(&mut ws, refused).await;
+    send(&mut ws, r#"{"type":"start","call_id":"c-ok"}"#).await;
+    assert_eq!(next_json(&mut ws).await["type"], "ready");
+    let refused: &[(&str, &str)] = &[
+        (
+            r#"{"type":"feedback","display_id":"01J\u0007","action":"clicked"}"#,
+            "`display_id`",
+        ),
+        (
+            r#"{"type":"transcript","segment_id":"s\u0000","speaker":"rep","text":"hi"}"#,
+            "`segment_id`",
+        ),
+    ];
+    assert_refused(&mut ws, refused).await;
+    send(&mut ws, r#"{"type":"end"}"#).await;
+    drain(&mut ws).await;
+
+    let resp = http_get(
+        server.addr,
+        "/v1/stream?format=deepgram&call_id=c%00x".into(),
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("`call_id`"), "{resp}");
+    let resp = http_get(server.addr, "/v1/calls/c%01x/cards".into()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let (code, body) = http_request(
+        server.addr,
+        "POST",
+        "/v1/outcomes",
+        None,
+        Some(r#"{"deal_id":"d\u0000","outcome":"won"}"#),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("deal_id"), "{body}");
+
+    let stopped = server.shutdown().await;
+    assert!(stopped.store.call("c\0x").await.unwrap().is_none());
+    assert!(stopped.store.outcomes(None).await.unwrap().is_empty());
+    assert!(stopped.store.call("c-ok").await.unwrap().is_some());
+}

@@ -85,7 +85,13 @@ impl TestServer {
             db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("cuedeck.db").display()));
         let engine = Engine::new(Library::load_dir(cards).expect("valid cards")).expect("engine");
         let store = Store::open(&url).await.expect("store");
-        let (handle, writer) = store::spawn_writer(store.clone(), limits.store_queue);
+        let spill = store::SpillOptions {
+            dir: dir.path().join("spill"),
+            max_bytes: limits.spill_max_bytes,
+        };
+        let (handle, writer) =
+            store::spawn_writer_with_spill(store.clone(), limits.store_queue, &spill)
+                .expect("spill");
         let listener = tokio::net::TcpListener::bind(listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let state = AppState::with_options(engine, store.clone(), handle, limits, tokens, http);
@@ -109,6 +115,11 @@ impl TestServer {
             join: Some(join),
             _dir: dir,
         }
+    }
+
+    /// The URL of the default store (the SQLite file in the server's temporary directory).
+    pub fn store_url(&self) -> String {
+        format!("sqlite://{}", self._dir.path().join("cuedeck.db").display())
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -211,8 +211,15 @@ fn invalid(message: impl Into<String>) -> DecodeError {
     }
 }
 
+/// Whether `value` may be a key (call, deal, rep, display, segment id): 1 to
+/// [`MAX_ID_LEN`] bytes without control characters. Keys end up in the store (PostgreSQL
+/// refuses a NUL in text for good), logs and CSV reports.
+pub fn valid_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_ID_LEN && !value.chars().any(char::is_control)
+}
+
 fn check_id(field: &str, value: &str) -> Result<(), DecodeError> {
-    if value.is_empty() || value.len() > MAX_ID_LEN || value.chars().any(char::is_control) {
+    if !valid_id(value) {
         return Err(invalid(format!(
             "`{field}` must be 1 to {MAX_ID_LEN} bytes without control characters"
         )));

@@ -301,10 +301,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.store_ok().await {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let depth = state.metrics_snapshot().await.store_queue_depth;
+        let s = state.metrics_snapshot().await;
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("store not writable; {depth} records queued\n"),
+            format!(
+                "store not writable; {} records queued, {} bytes spilled\n",
+                s.store_queue_depth, s.store_spill_bytes
+            ),
         )
             .into_response()
     }
@@ -465,7 +468,7 @@ async fn call_cards(
     Path(call_id): Path<String>,
     req: Request,
 ) -> Response {
-    if call_id.is_empty() || call_id.len() > MAX_ID_LEN || call_id.chars().any(char::is_control) {
+    if !crate::protocol::valid_id(&call_id) {
         return bad_request(&format!(
             "call id must be 1 to {MAX_ID_LEN} bytes without control characters"
         ));

@@ -109,6 +109,9 @@ pub struct Snapshot {
     pub store_queue_depth: u64,
     pub exposures_written: u64,
     pub store_write_failures: u64,
+    pub store_dead_letters: u64,
+    pub store_spill_bytes: u64,
+    pub store_spilled: u64,
     pub reloads_ok: u64,
     pub reloads_error: u64,
     pub auth_failures: u64,
@@ -292,6 +295,24 @@ static FAMILIES: &[Family] = &[
         help: "Provider transcripts whose speaker label was not mapped (sent as prospect).",
         series: Series::Value(|s| s.unmapped_speakers),
     },
+    Family {
+        name: "cuedeck_store_dead_letters_total",
+        kind: Kind::Counter,
+        help: "Records the store rejected for good (constraint or encoding error), moved aside.",
+        series: Series::Value(|s| s.store_dead_letters),
+    },
+    Family {
+        name: "cuedeck_store_spill_bytes",
+        kind: Kind::Gauge,
+        help: "Bytes waiting in the spill file for the store writer.",
+        series: Series::Value(|s| s.store_spill_bytes),
+    },
+    Family {
+        name: "cuedeck_store_spilled_total",
+        kind: Kind::Counter,
+        help: "Records that went to the spill file because the queue was full.",
+        series: Series::Value(|s| s.store_spilled),
+    },
 ];
 
 /// Renders the Prometheus text exposition format: every family of the table, in order.
@@ -371,6 +392,9 @@ mod tests {
             store_queue_depth: 5,
             exposures_written: 6,
             store_write_failures: 7,
+            store_dead_letters: 16,
+            store_spill_bytes: 17,
+            store_spilled: 18,
             reloads_ok: 8,
             reloads_error: 9,
             auth_failures: 10,
@@ -401,8 +425,9 @@ mod tests {
         assert!(text.contains("cuedeck_decisions_total{reason=\"shown\"} 0\n"));
     }
 
-    /// What `/metrics` served before the families became a table: dashboards and alerts
-    /// depend on every name, label and help text.
+    /// What `/metrics` served before the families became a table (dashboards and alerts
+    /// depend on every name, label and help text), then the store's spill and dead-letter
+    /// families, added at the end.
     const EXPOSITION: &str = r#"# HELP cuedeck_connections Open WebSocket connections of every kind.
 # TYPE cuedeck_connections gauge
 cuedeck_connections 1
@@ -504,5 +529,14 @@ cuedeck_provider_messages_ignored_total 14
 # HELP cuedeck_unmapped_speakers_total Provider transcripts whose speaker label was not mapped (sent as prospect).
 # TYPE cuedeck_unmapped_speakers_total counter
 cuedeck_unmapped_speakers_total 15
+# HELP cuedeck_store_dead_letters_total Records the store rejected for good (constraint or encoding error), moved aside.
+# TYPE cuedeck_store_dead_letters_total counter
+cuedeck_store_dead_letters_total 16
+# HELP cuedeck_store_spill_bytes Bytes waiting in the spill file for the store writer.
+# TYPE cuedeck_store_spill_bytes gauge
+cuedeck_store_spill_bytes 17
+# HELP cuedeck_store_spilled_total Records that went to the spill file because the queue was full.
+# TYPE cuedeck_store_spilled_total counter
+cuedeck_store_spilled_total 18
 "#;
 }

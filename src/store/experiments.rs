@@ -113,14 +113,12 @@ impl Store {
 
     /// Exposure counts per experiment and variant, ordered by key and variant.
     pub async fn arm_counts(&self) -> Result<Vec<ArmCountRow>, StoreError> {
-        let rows = sqlx::query(SELECT_ARM_COUNTS)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(query_err("experiment counts read"))?;
-        rows.iter()
-            .map(arm_count_from_row)
-            .collect::<Result<_, _>>()
-            .map_err(query_err("experiment counts read"))
+        self.fetch_rows(
+            sqlx::query(SELECT_ARM_COUNTS),
+            "experiment counts read",
+            arm_count_from_row,
+        )
+        .await
     }
 }
 

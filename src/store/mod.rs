@@ -14,11 +14,15 @@
 //!   open), `synchronous = NORMAL` and a 5 s `busy_timeout` on every connection; write
 //!   transactions start with `BEGIN IMMEDIATE` so a busy database waits instead of failing
 //!   on a stale snapshot.
-//! - Writes from the hot path go through [`spawn_writer`]: producers hold a cloneable
-//!   [`StoreHandle`] over a bounded channel (a full queue makes `send` wait: backpressure,
-//!   never a silent drop); one task drains it in batches of up to 513 records per
-//!   transaction and retries a failed batch with backoff (100 ms doubling to 5 s) until it
-//!   succeeds. Exposure and feedback inserts are idempotent, so a retried batch is safe.
+//! - Writes from the hot path go through [`spawn_writer_with_spill`]: producers hold a
+//!   cloneable [`StoreHandle`] over a bounded channel; when it is full, records go to a
+//!   bounded spill file on local disk, and only when both are full does `send` wait
+//!   (backpressure, never a silent drop). One task, on its own connection, drains the queue
+//!   then the spill in batches of up to 513 records per transaction and retries a batch
+//!   that failed for a transient reason with backoff (100 ms doubling to 5 s) until it
+//!   succeeds; a batch the database rejects is retried record by record and a record
+//!   rejected for good becomes a dead letter. Exposure and feedback inserts are
+//!   idempotent, so a retried batch (or a spill re-read after a crash) is safe.
 
 use std::time::Duration;
 
@@ -31,6 +35,7 @@ mod bulk;
 mod experiments;
 mod live;
 mod rows;
+mod spill;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -40,11 +45,17 @@ mod writer;
 pub use bulk::FinishedCall;
 pub use experiments::{ArmCountRow, ExposureGroupRow};
 pub use live::LiveSummary;
-pub use rows::{CallRow, ExposureRow, FeedbackRow, OutcomeRow, Record};
+pub use rows::{CallRow, DeadLetterRow, ExposureRow, FeedbackRow, OutcomeRow, Record};
 pub(crate) use rows::{bind_exposure, bind_outcome};
-pub use writer::{StoreHandle, WRITE_BUCKETS, WriterStats, WriterTask, spawn_writer};
+pub use url::default_spill_dir;
+pub use writer::{
+    SpillOptions, StoreHandle, WRITE_BUCKETS, WriterStats, WriterTask, spawn_writer,
+    spawn_writer_with_spill,
+};
 
-use rows::{call_from_row, exposure_from_row, feedback_from_row, outcome_from_row};
+use rows::{
+    call_from_row, dead_letter_from_row, exposure_from_row, feedback_from_row, outcome_from_row,
+};
 use sql::*;
 pub use url::redact;
 use url::{Backend, prepare_url};
@@ -85,19 +96,128 @@ pub enum StoreError {
     /// The writer task is gone (it exited or panicked), so the record was not queued.
     #[error("the store writer is closed")]
     Closed,
+    /// The spill directory or file could not be opened.
+    #[error("cannot open the spill in {path}: {source}")]
+    Spill {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The writer task panicked or was cancelled.
     #[error("the store writer task failed: {0}")]
     Writer(#[source] tokio::task::JoinError),
+}
+
+impl StoreError {
+    /// Whether trying again can succeed: anything but the database rejecting the record
+    /// itself. Connection, pool timeout, lock or busy, disk full and I/O errors are
+    /// transient; constraint, data and encoding errors are for good.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Query { source, .. } => !rejects_for_good(source),
+            _ => true,
+        }
+    }
+}
+
+/// A constraint, data or encoding error: the same record will fail again.
+fn rejects_for_good(error: &sqlx::Error) -> bool {
+    use sqlx::error::ErrorKind;
+    match error {
+        sqlx::Error::Encode(_) => true,
+        sqlx::Error::Database(db) => {
+            if matches!(
+                db.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+            ) {
+                return true;
+            }
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes 22 data exception (bad encoding, out of range), 23
+                // integrity constraint, 54 program limit (a value too large to index).
+                return matches!(pg.code().get(..2), Some("22" | "23" | "54"));
+            }
+            // SQLite result codes (the primary code is the low byte): TOOBIG 18,
+            // CONSTRAINT 19 (also a trigger's RAISE), MISMATCH 20, RANGE 25.
+            db.try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .and_then(sqlx::error::DatabaseError::code)
+                .and_then(|code| code.parse::<u32>().ok())
+                .is_some_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25))
+        }
+        _ => false,
+    }
 }
 
 fn query_err(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |source| StoreError::Query { what, source }
 }
 
+/// Pool options for `max` connections; SQLite connections get their pragmas.
+fn pool_options(backend: Backend, max: u32) -> AnyPoolOptions {
+    // A bounded wait for a connection: while the database is down, callers (the writer's
+    // retries, readers) get an error instead of hanging.
+    let options = AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(5))
+        // A failed COMMIT (SQLITE_FULL, a dropped link) can leave a connection inside a
+        // transaction; back in the pool, every later BEGIN on it would fail and wedge
+        // whoever writes next. Such a connection is closed instead (the pool opens a
+        // fresh one).
+        .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
+    match backend {
+        Backend::Sqlite => options.after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(SQLITE_BUSY_TIMEOUT).execute(&mut *conn).await?;
+                Ok(())
+            })
+        }),
+        Backend::Postgres => options,
+    }
+}
+
+/// Switches an SQLite file to WAL. WAL is a property of the file: set once, on one
+/// connection, before the pool opens others (switching needs the only connection).
+async fn set_wal(connect_url: &str, url: &str) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open {
+        url: redact(url),
+        source,
+    };
+    let mut conn = AnyConnection::connect(connect_url)
+        .await
+        .map_err(open_err)?;
+    let mode: Option<String> = sqlx::query("PRAGMA journal_mode = WAL")
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(open_err)?
+        .map(|row| row.try_get::<String, _>(0))
+        .transpose()
+        .map_err(open_err)?;
+    if !mode
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("wal"))
+    {
+        tracing::warn!(
+            url = %redact(url),
+            journal_mode = mode.as_deref().unwrap_or("unknown"),
+            "SQLite did not switch to WAL journal mode"
+        );
+    }
+    conn.close().await.map_err(open_err)
+}
+
 /// A connection pool to the store database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The writer's own connection, opened on first use: the writer never waits for a
+    /// connection behind readers (reports, `/v1/live`), nor they behind it.
+    writer_pool: AnyPool,
     backend: Backend,
 }
 
@@ -112,54 +232,21 @@ impl Store {
             source,
         };
 
-        // A bounded wait for a connection: while the database is down, callers (the writer's
-        // retries, /readyz) get an error instead of hanging.
-        let options = AnyPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            // A failed COMMIT (SQLITE_FULL, a dropped link) can leave a connection inside a
-            // transaction; back in the pool, every later BEGIN on it would fail and wedge
-            // whoever writes next. Such a connection is closed instead (the pool opens a
-            // fresh one).
-            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
-        let options = match backend {
-            Backend::Sqlite => {
-                // WAL is a property of the file: set it once, on one connection, before the
-                // pool opens others (switching needs the only connection to the file).
-                let mut conn = AnyConnection::connect(&connect_url)
-                    .await
-                    .map_err(open_err)?;
-                let mode: Option<String> = sqlx::query("PRAGMA journal_mode = WAL")
-                    .fetch_optional(&mut conn)
-                    .await
-                    .map_err(open_err)?
-                    .map(|row| row.try_get::<String, _>(0))
-                    .transpose()
-                    .map_err(open_err)?;
-                if !mode
-                    .as_deref()
-                    .is_some_and(|m| m.eq_ignore_ascii_case("wal"))
-                {
-                    tracing::warn!(
-                        url = %redact(url),
-                        journal_mode = mode.as_deref().unwrap_or("unknown"),
-                        "SQLite did not switch to WAL journal mode"
-                    );
-                }
-                conn.close().await.map_err(open_err)?;
-                options.after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query(SQLITE_BUSY_TIMEOUT).execute(&mut *conn).await?;
-                        Ok(())
-                    })
-                })
-            }
-            Backend::Postgres => options,
+        if backend == Backend::Sqlite {
+            set_wal(&connect_url, url).await?;
+        }
+        let pool = pool_options(backend, 8)
+            .connect(&connect_url)
+            .await
+            .map_err(open_err)?;
+        // An in-memory SQLite database exists once per pool: it keeps the one pool.
+        let writer_pool = if connect_url.contains(":memory:") {
+            pool.clone()
+        } else {
+            pool_options(backend, 1)
+                .connect_lazy(&connect_url)
+                .map_err(open_err)?
         };
-        let pool = options.connect(&connect_url).await.map_err(open_err)?;
         MIGRATOR
             .run(&pool)
             .await
@@ -167,7 +254,20 @@ impl Store {
                 url: redact(url),
                 source,
             })?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            writer_pool,
+            backend,
+        })
+    }
+
+    /// The same database, with the writer's connection as its only one.
+    pub(super) fn for_writer(&self) -> Store {
+        Store {
+            pool: self.writer_pool.clone(),
+            writer_pool: self.writer_pool.clone(),
+            backend: self.backend,
+        }
     }
 
     /// Writes the records in one transaction.
@@ -326,8 +426,51 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool (waits for connections in use to come back).
+    /// Stores a record the database rejected for good (as JSON) with the error.
+    pub async fn insert_dead_letter(
+        &self,
+        ts: Timestamp,
+        record: &str,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(INSERT_DEAD_LETTER)
+            .bind(ulid::Ulid::new().to_string())
+            .bind(ts.to_string())
+            .bind(record)
+            .bind(error)
+            .execute(&self.pool)
+            .await
+            .map_err(query_err("dead letter insert"))?;
+        Ok(())
+    }
+
+    /// The dead letters, oldest first.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetterRow>, StoreError> {
+        self.fetch_rows(
+            sqlx::query(SELECT_DEAD_LETTERS),
+            "dead letters read",
+            dead_letter_from_row,
+        )
+        .await
+    }
+
+    /// Runs a read and maps each row; errors name `what`.
+    pub(super) async fn fetch_rows<T>(
+        &self,
+        query: rows::AnyQuery<'_>,
+        what: &'static str,
+        from_row: fn(&sqlx::any::AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = query.fetch_all(&self.pool).await.map_err(query_err(what))?;
+        rows.iter()
+            .map(from_row)
+            .collect::<Result<_, _>>()
+            .map_err(query_err(what))
+    }
+
+    /// Closes the pools (waits for connections in use to come back).
     pub async fn close(&self) {
+        self.writer_pool.close().await;
         self.pool.close().await;
     }
 }

@@ -1,7 +1,7 @@
 //! The rows the store writes and reads, and how each maps to its table's columns.
 //! Times are [`Timestamp`]s here and RFC 3339 text in the database.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -9,7 +9,7 @@ use super::bulk;
 use crate::timestamp::Timestamp;
 
 /// One display decision (docs/store.md#exposures), as `replay --json` prints it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExposureRow {
     pub display_id: String,
     pub ts: Timestamp,
@@ -29,7 +29,7 @@ pub struct ExposureRow {
 }
 
 /// A call as it starts (or reconnects).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CallRow {
     pub call_id: String,
     pub deal_id: Option<String>,
@@ -40,7 +40,7 @@ pub struct CallRow {
 }
 
 /// Rep feedback on a displayed card.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedbackRow {
     pub display_id: String,
     pub ts: Timestamp,
@@ -61,8 +61,20 @@ pub struct OutcomeRow {
     pub received_at: Timestamp,
 }
 
-/// A write for the writer task.
-#[derive(Debug, Clone, PartialEq)]
+/// A record the database rejected for good (docs/store.md#dead_letters).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterRow {
+    pub ts: Timestamp,
+    /// The [`Record`] as JSON.
+    pub record: String,
+    /// The database's error.
+    pub error: String,
+}
+
+/// A write for the writer task. Serialized as JSON (tagged by `kind`) in the spill file and
+/// in dead letters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[allow(
     clippy::large_enum_variant,
     reason = "exposures are nearly all the traffic; boxing would only add an allocation each"
@@ -182,6 +194,14 @@ pub(super) fn outcome_from_row(row: &AnyRow) -> Result<OutcomeRow, sqlx::Error> 
         closed_at: optional_timestamp(row, "closed_at")?,
         updated_at: optional_timestamp(row, "updated_at")?,
         received_at: timestamp(row, "received_at")?,
+    })
+}
+
+pub(super) fn dead_letter_from_row(row: &AnyRow) -> Result<DeadLetterRow, sqlx::Error> {
+    Ok(DeadLetterRow {
+        ts: timestamp(row, "ts")?,
+        record: row.try_get("record")?,
+        error: row.try_get("error")?,
     })
 }
 

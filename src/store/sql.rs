@@ -43,5 +43,10 @@ pub(super) const SELECT_OUTCOMES: &str = "SELECT deal_id, outcome, amount, curre
 pub(super) const SELECT_OUTCOMES_BY_DEAL: &str = "SELECT deal_id, outcome, amount, currency, closed_at, \
      updated_at, received_at FROM outcomes WHERE deal_id = $1 ORDER BY received_at, id";
 
+pub(super) const INSERT_DEAD_LETTER: &str =
+    "INSERT INTO dead_letters (id, ts, record, error) VALUES ($1, $2, $3, $4)";
+pub(super) const SELECT_DEAD_LETTERS: &str =
+    "SELECT ts, record, error FROM dead_letters ORDER BY ts, id";
+
 /// A no-op write: fails on a read-only database or replica, waits on a held write lock.
 pub(super) const PING: &str = "UPDATE calls SET ended_at = ended_at WHERE 1 = 0";

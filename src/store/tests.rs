@@ -104,6 +104,7 @@ on_both_backends!(
     writer_writes_every_record_once_under_concurrency,
     send_after_the_writer_is_gone_is_closed,
     writer_retries_a_failed_batch_without_losing_it,
+    a_record_the_database_rejects_is_dead_lettered_and_the_queue_moves_on,
 );
 
 fn exposure(display_id: &str, call_id: &str) -> ExposureRow {
@@ -358,6 +359,26 @@ async fn writer_writes_every_record_once_under_concurrency(db: TestDb) {
     );
 }
 
+/// Sends exposures `{prefix}-NNN` of call `c-{prefix}` until one does not complete within
+/// 50 ms (it is cancelled before it was queued), pausing `pause` after each; returns how
+/// many were sent.
+async fn send_until_one_waits(handle: &StoreHandle, prefix: &str, pause: Duration) -> i64 {
+    let mut sent = 0;
+    loop {
+        let id = format!("{prefix}-{sent:03}");
+        let record = Record::Exposure(exposure(&id, &format!("c-{prefix}")));
+        match timeout(Duration::from_millis(50), handle.send(record)).await {
+            Ok(result) => {
+                result.expect("send");
+                sent += 1;
+                assert!(sent < 100, "the queue never filled");
+                tokio::time::sleep(pause).await;
+            }
+            Err(_) => return sent,
+        }
+    }
+}
+
 #[tokio::test]
 async fn writer_applies_backpressure_while_the_database_is_locked() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -374,18 +395,7 @@ async fn writer_applies_backpressure_while_the_database_is_locked() {
     let (handle, task) = spawn_writer(store.clone(), 4);
     // Fill: the writer takes the first record(s) and stalls, then the queue fills up and
     // a send stops completing.
-    let mut sent = 0;
-    loop {
-        let record = Record::Exposure(exposure(&format!("b-{sent:03}"), "c-b"));
-        match timeout(Duration::from_millis(50), handle.send(record)).await {
-            Ok(result) => {
-                result.expect("send");
-                sent += 1;
-                assert!(sent < 100, "the queue never filled");
-            }
-            Err(_) => break, // cancelled before it was queued
-        }
-    }
+    let sent = send_until_one_waits(&handle, "b", Duration::ZERO).await;
     assert_eq!(handle.queue_depth(), 4);
 
     let late = handle.clone();
@@ -449,6 +459,22 @@ async fn unopenable_paths_and_bad_urls_name_the_url() {
 }
 
 #[test]
+fn the_spill_goes_next_to_the_sqlite_file_by_default() {
+    let here = std::path::PathBuf::from("cuedeck-spill");
+    assert_eq!(
+        default_spill_dir("sqlite:///var/lib/cuedeck/cuedeck.db"),
+        std::path::PathBuf::from("/var/lib/cuedeck/cuedeck-spill")
+    );
+    assert_eq!(default_spill_dir("sqlite://cuedeck.db"), here);
+    assert_eq!(
+        default_spill_dir("sqlite://data/c.db?mode=rwc"),
+        Path::new("data").join(&here)
+    );
+    assert_eq!(default_spill_dir("sqlite://:memory:"), here);
+    assert_eq!(default_spill_dir("postgres://u@h/db"), here);
+}
+
+#[test]
 fn urls_are_prepared_and_redacted() {
     let (backend, url) = prepare_url("sqlite://cuedeck.db").expect("sqlite");
     assert_eq!(
@@ -500,4 +526,247 @@ async fn writer_retries_a_failed_batch_without_losing_it(db: TestDb) {
     assert_eq!(stats.written(), 3);
     assert_eq!(count(&store, "exposures").await, 3);
     admin.close().await.expect("close admin");
+}
+
+/// Sends an exposure per `(display_id, call_id)`, closes the queue and waits (10 s at
+/// most) until the writer has handled them all.
+async fn write_all(handle: StoreHandle, task: WriterTask, ids: &[(&str, &str)]) {
+    for (display_id, call_id) in ids {
+        handle
+            .send(Record::Exposure(exposure(display_id, call_id)))
+            .await
+            .expect("send");
+    }
+    drop(handle);
+    timeout(Duration::from_secs(10), task.finish())
+        .await
+        .expect("the writer moved past every record")
+        .expect("finish");
+}
+
+impl TestDb {
+    fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+
+    /// Makes the database reject, for good, every exposure of the call `poison`: a trigger
+    /// on SQLite (a constraint error); on PostgreSQL the call id carries a NUL byte, which
+    /// its text type cannot hold (an encoding error). Returns the call id to use.
+    async fn reject_call_for_good(&self) -> &'static str {
+        if self.is_postgres() {
+            return "poi\0son";
+        }
+        let mut admin = AnyConnection::connect(&self.url).await.expect("admin");
+        sqlx::query(
+            "CREATE TRIGGER reject_poison BEFORE INSERT ON exposures \
+             WHEN NEW.call_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison refused'); END",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("create trigger");
+        admin.close().await.expect("close admin");
+        "poison"
+    }
+}
+
+async fn a_record_the_database_rejects_is_dead_lettered_and_the_queue_moves_on(db: TestDb) {
+    let store = db.store.clone();
+    let poison = db.reject_call_for_good().await;
+    let (handle, task) = spawn_writer(store.clone(), 16);
+    let stats = handle.stats();
+    let ids = [("ok-1", "c-ok"), ("bad-1", poison), ("ok-2", "c-ok")];
+    write_all(handle, task, &ids).await;
+    assert_eq!(count(&store, "exposures").await, 2);
+    assert_eq!(stats.dead_letters(), 1);
+    assert!(!stats.failing(), "a rejection is not an outage");
+    let letters = store.dead_letters().await.expect("dead letters");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let record: Record = serde_json::from_str(&letters[0].record).expect("record JSON");
+    assert_eq!(record, Record::Exposure(exposure("bad-1", poison)));
+    assert!(!letters[0].error.is_empty());
+}
+
+/// A connection holding SQLite's write lock: the writer's transactions wait on it.
+async fn lock_sqlite(url: &str) -> AnyConnection {
+    let mut blocker = AnyConnection::connect(url).await.expect("blocker");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut blocker)
+        .await
+        .expect("lock");
+    blocker
+}
+
+async fn unlock_sqlite(mut blocker: AnyConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .expect("unlock");
+    blocker.close().await.expect("close blocker");
+}
+
+fn spill_in(dir: &Path, max_bytes: u64) -> SpillOptions {
+    SpillOptions {
+        dir: dir.join("spill"),
+        max_bytes,
+    }
+}
+
+fn spill_files(options: &SpillOptions) -> Vec<String> {
+    std::fs::read_dir(&options.dir)
+        .expect("spill dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_queue_spills_to_disk_and_sends_do_not_wait() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = lock_sqlite(&db.url).await;
+    let spill = spill_in(dir.path(), 1 << 20);
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 4, &spill).expect("writer");
+    let stats = handle.stats();
+    for i in 0..200 {
+        let record = Record::Exposure(exposure(&format!("s-{i:03}"), "c-s"));
+        timeout(Duration::from_millis(200), handle.send(record))
+            .await
+            .expect("a send does not wait while the spill has room")
+            .expect("send");
+    }
+    assert_eq!(handle.queue_depth(), 4);
+    assert!(stats.spilled() >= 190, "{}", stats.spilled());
+    assert!(stats.spill_bytes() > 0);
+    assert_eq!(count(&db.store, "exposures").await, 0);
+
+    unlock_sqlite(blocker).await;
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 200);
+    assert_eq!(count(&db.store, "distinct_exposures").await, 200);
+    assert_eq!(stats.spill_bytes(), 0);
+    assert!(spill_files(&spill).is_empty(), "{:?}", spill_files(&spill));
+}
+
+#[tokio::test]
+async fn the_spill_survives_a_restart_and_is_written_first() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spill = spill_in(dir.path(), 1 << 20);
+    let call = |deal: &str| {
+        Record::CallStarted(CallRow {
+            call_id: "c-r".to_string(),
+            deal_id: Some(deal.to_string()),
+            rep_id: None,
+            context: "{}".to_string(),
+            started_at: t("2026-11-23T10:00:00.000Z"),
+        })
+    };
+    let blocker = lock_sqlite(&db.url).await;
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 1, &spill).expect("writer");
+    let stats = handle.stats();
+    // The writer takes one record and waits on the lock, one fills the queue …
+    for i in 0..2 {
+        let record = Record::Exposure(exposure(&format!("mem-{i}"), "c-m"));
+        handle.send(record).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // … and a whole call goes to the spill.
+    handle.send(call("d-old")).await.expect("send");
+    for i in 0..8 {
+        let record = Record::Exposure(exposure(&format!("disk-{i}"), "c-r"));
+        handle.send(record).await.expect("send");
+    }
+    handle
+        .send(Record::CallEnded {
+            call_id: "c-r".to_string(),
+            ended_at: t("2026-11-23T10:05:00.000Z"),
+        })
+        .await
+        .expect("send");
+    assert_eq!(stats.spilled(), 10);
+
+    // The process dies: the writer is gone mid-transaction, the spill stays on disk.
+    task.join.abort();
+    let _ = task.join.await;
+    drop(handle);
+    unlock_sqlite(blocker).await;
+
+    let store = Store::open(&db.url).await.expect("reopen");
+    let (handle, task) = spawn_writer_with_spill(store.clone(), 1, &spill).expect("restart");
+    assert!(handle.stats().spill_bytes() > 0);
+    // The call reconnects on the new process: it must land after the spilled end.
+    handle.send(call("d-new")).await.expect("send");
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 11);
+
+    let rows = store.exposures(Some("c-r")).await.expect("read");
+    assert_eq!(rows.len(), 8);
+    let (row, ended_at) = store.call("c-r").await.expect("read").expect("the call");
+    assert_eq!(row.deal_id.as_deref(), Some("d-new"));
+    assert_eq!(
+        ended_at, None,
+        "the spilled end was written before the reconnect"
+    );
+    assert!(spill_files(&spill).is_empty(), "{:?}", spill_files(&spill));
+}
+
+#[tokio::test]
+async fn when_the_queue_and_the_spill_are_full_a_send_waits() {
+    let db = TestDb::sqlite().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blocker = lock_sqlite(&db.url).await;
+    // Room for one record in the spill (a record always fits in an empty spill).
+    let spill = spill_in(dir.path(), 1);
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 1, &spill).expect("writer");
+    // The writer is given time to take each record.
+    let sent = send_until_one_waits(&handle, "w", Duration::from_millis(20)).await;
+    // One in the writer's hands, one queued, one spilled.
+    assert_eq!(sent, 3);
+    let late = handle.clone();
+    let pending =
+        tokio::spawn(async move { late.send(Record::Exposure(exposure("w-late", "c-w"))).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!pending.is_finished(), "a send completed with both full");
+
+    unlock_sqlite(blocker).await;
+    timeout(Duration::from_secs(5), pending)
+        .await
+        .expect("the send completes once there is room")
+        .expect("join")
+        .expect("send");
+    drop(handle);
+    assert_eq!(task.finish().await.expect("finish"), 4);
+    assert_eq!(count(&db.store, "exposures").await, 4);
+}
+
+#[tokio::test]
+async fn a_dead_letter_the_database_refuses_goes_to_a_file() {
+    let db = TestDb::sqlite().await;
+    let poison = db.reject_call_for_good().await;
+    let mut admin = AnyConnection::connect(&db.url).await.expect("admin");
+    sqlx::query("DROP TABLE dead_letters")
+        .execute(&mut admin)
+        .await
+        .expect("drop");
+    admin.close().await.expect("close admin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spill = spill_in(dir.path(), 1 << 20);
+    let (handle, task) = spawn_writer_with_spill(db.store.clone(), 4, &spill).expect("writer");
+    let stats = handle.stats();
+    write_all(handle, task, &[("bad-1", poison), ("ok-1", "c-ok")]).await;
+    assert_eq!(stats.dead_letters(), 1);
+    assert_eq!(count(&db.store, "exposures").await, 1);
+    let text = std::fs::read_to_string(spill.dir.join("dead-letters.jsonl")).expect("file");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let record: Record =
+        serde_json::from_str(lines[0]["record"].as_str().expect("record")).expect("record JSON");
+    assert_eq!(record, Record::Exposure(exposure("bad-1", poison)));
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("poison refused"))
+    );
 }

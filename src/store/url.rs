@@ -1,6 +1,8 @@
 //! Store URLs: which database a URL names, the URL to connect with, and the URL as it may
 //! be shown (password redacted).
 
+use std::path::PathBuf;
+
 use super::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,5 +62,23 @@ pub(super) fn prepare_url(url: &str) -> Result<(Backend, String), StoreError> {
         Ok((Backend::Postgres, url.to_string()))
     } else {
         Err(bad("expected sqlite://PATH or postgres://…"))
+    }
+}
+
+/// Where the spill and dead-letter files go by default: `cuedeck-spill/` next to the
+/// SQLite file, or in the working directory (PostgreSQL, in-memory SQLite).
+pub fn default_spill_dir(url: &str) -> PathBuf {
+    let dir = PathBuf::from("cuedeck-spill");
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return dir;
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split_once('?').map_or(rest, |(p, _)| p);
+    if path.is_empty() || path.starts_with(':') {
+        return dir;
+    }
+    match std::path::Path::new(path).parent() {
+        Some(parent) => parent.join(dir),
+        None => dir,
     }
 }
