@@ -399,3 +399,30 @@ async fn a_late_retry_of_an_old_outcome_does_not_win() {
     assert_eq!(latest[0].outcome, "lost");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_token_waiting_for_a_call_is_closed_when_another_reps_call_starts() {
+    let server = TestServer::start_with_tokens(
+        &bundled_cards(),
+        Limits::default(),
+        tokens(&[
+            ("ingest-secret-0000001", Role::Ingest, None),
+            ("rep-ana-secret-00001", Role::Rep, Some("r-ana")),
+        ]),
+    )
+    .await;
+    // Ana's panel opens before the call starts: it waits.
+    let mut panel = connect(&server.url("/v1/calls/c-next/cards?token=rep-ana-secret-00001")).await;
+    assert_eq!(next_json(&mut panel).await["type"], "ready");
+    let mut ingest = connect(&server.url("/v1/stream?token=ingest-secret-0000001")).await;
+    send(
+        &mut ingest,
+        r#"{"type":"start","call_id":"c-next","rep_id":"r-bo"}"#,
+    )
+    .await;
+    assert_eq!(next_json(&mut ingest).await["type"], "ready");
+    let (frames, close) = drain(&mut panel).await;
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(close, Some((4003, "another rep's call".to_string())));
+    server.shutdown().await;
+}
