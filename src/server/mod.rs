@@ -299,6 +299,7 @@ pub async fn run(
             },
         };
         let _ = stream.set_nodelay(true);
+        keepalive(&stream);
         let state = state.clone();
         let router = router.clone();
         let token = token.clone();
@@ -407,9 +408,32 @@ async fn serve_connection(
     state.stats.connections.fetch_sub(1, Ordering::Relaxed);
 }
 
+/// TCP keepalive on an accepted socket: probes after 60 s of silence, every 10 s. The
+/// WebSocket pings notice a dead peer first; this also covers plain HTTP connections.
+fn keepalive(stream: &tokio::net::TcpStream) {
+    let probe = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10));
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_keepalive(&probe) {
+        debug!(%error, "TCP keepalive not set");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_sockets_have_tcp_keepalive_on() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        keepalive(&stream);
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+    }
 
     #[tokio::test]
     async fn a_panicking_handler_answers_500_and_is_counted() {
