@@ -305,9 +305,9 @@ async fn metrics_listen_serves_metrics_on_its_own_address() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rep_token_only_subscribes_to_its_reps_calls() {
-    let server = TestServer::start_with_tokens(
+/// A server with an ingest token, a rep token scoped to `r-ana` and an unscoped one.
+async fn rep_scoped_server() -> TestServer {
+    TestServer::start_with_tokens(
         &bundled_cards(),
         Limits::default(),
         tokens(&[
@@ -316,7 +316,12 @@ async fn a_rep_token_only_subscribes_to_its_reps_calls() {
             ("rep-any-secret-00001", Role::Rep, None),
         ]),
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rep_token_only_subscribes_to_its_reps_calls() {
+    let server = rep_scoped_server().await;
     let mut calls = Vec::new();
     for (call, rep) in [("c-ana", "r-ana"), ("c-bo", "r-bo")] {
         let mut ingest = connect(&server.url("/v1/stream?token=ingest-secret-0000001")).await;
@@ -402,15 +407,7 @@ async fn a_late_retry_of_an_old_outcome_does_not_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rep_token_waiting_for_a_call_is_closed_when_another_reps_call_starts() {
-    let server = TestServer::start_with_tokens(
-        &bundled_cards(),
-        Limits::default(),
-        tokens(&[
-            ("ingest-secret-0000001", Role::Ingest, None),
-            ("rep-ana-secret-00001", Role::Rep, Some("r-ana")),
-        ]),
-    )
-    .await;
+    let server = rep_scoped_server().await;
     // Ana's panel opens before the call starts: it waits.
     let mut panel = connect(&server.url("/v1/calls/c-next/cards?token=rep-ana-secret-00001")).await;
     assert_eq!(next_json(&mut panel).await["type"], "ready");
