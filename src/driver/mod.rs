@@ -230,8 +230,56 @@ struct Live {
     /// Display ids of the cards shown on this connection, newest last (feedback must name
     /// one of them, or one the host knows from an earlier connection).
     shown: VecDeque<Box<str>>,
-    /// Feedback allowed per second on this connection.
-    feedback: TokenBucket,
+    /// The feedback rules of this connection.
+    feedback: FeedbackGate,
+}
+
+/// The rules feedback passes on either socket (ingest or panel): it names a card shown on
+/// its call, and one socket sends at most `rate` a second (bursts of twice that). It does
+/// not reset a socket's count of errors in a row (else it could hold a bad client open).
+#[derive(Debug, Clone, Copy)]
+pub struct FeedbackGate {
+    rate: u32,
+    bucket: TokenBucket,
+}
+
+impl FeedbackGate {
+    /// The gate of one socket; a rate of 0 does not limit.
+    pub fn new(rate: u32) -> FeedbackGate {
+        FeedbackGate {
+            rate,
+            bucket: TokenBucket::new(rate, rate.saturating_mul(2)),
+        }
+    }
+
+    /// The feedback as the store row logged at `ts`, or why it is refused. `shown`: its
+    /// display id is a card shown on the call; `now_ms`: the socket's clock (`None`, a
+    /// recording: not rated).
+    pub fn admit(
+        &mut self,
+        f: Feedback,
+        shown: bool,
+        now_ms: Option<u64>,
+        ts: Timestamp,
+    ) -> Result<FeedbackRow, Refusal> {
+        if !shown {
+            return Err(Refusal {
+                code: ErrorCode::BadMessage,
+                message: format!("`display_id` {:?} was not shown on this call", f.display_id),
+            });
+        }
+        if now_ms.is_some_and(|now| !self.bucket.take(now)) {
+            return Err(Refusal {
+                code: ErrorCode::Limit,
+                message: format!("more than {} feedback messages a second", self.rate),
+            });
+        }
+        Ok(FeedbackRow {
+            display_id: f.display_id,
+            ts,
+            action: f.action.as_str().to_string(),
+        })
+    }
 }
 
 /// Display ids remembered per connection for feedback checks; far above any deck budget.
@@ -366,7 +414,6 @@ impl CallDriver {
                     self.message(msg, &mut cx);
                     if let Some(pending) = self.pending.as_mut() {
                         pending.rest.extend(messages);
-                        cx.out.waiting = true;
                         break;
                     }
                     if is_start && self.live.is_none() {
@@ -394,13 +441,11 @@ impl CallDriver {
             out: &mut *out,
         };
         self.message(msg, &mut cx);
-        out.waiting = self.pending.is_some();
         self.check_close(out);
     }
 
-    /// The call a waiting `start` asked for was let go of: begin it with `parked` (or as
-    /// new, when the other connection did not let go in time), then handle the rest of
-    /// the `start`'s frame.
+    /// The call a waiting `start` asked for was let go of (or the wait timed out): begin it
+    /// as the host now admits it, then handle the rest of the `start`'s frame.
     pub fn admitted(
         &mut self,
         engine: &Engine,
@@ -547,14 +592,13 @@ impl CallDriver {
             context: serde_json::to_string(&context).unwrap_or_else(|_| "{}".into()),
             started_at: cx.host.now(),
         }));
-        let rate = self.config.feedback_per_second;
         self.live = Some(Live {
             start,
             session,
             started_ms: cx.received_ms.unwrap_or(0),
             clock,
             shown: VecDeque::new(),
-            feedback: TokenBucket::new(rate, rate.saturating_mul(2)),
+            feedback: FeedbackGate::new(self.config.feedback_per_second),
         });
     }
 
@@ -597,33 +641,19 @@ impl CallDriver {
         }
     }
 
-    /// Feedback is taken for a card shown on this call, at most `feedback_per_second`; it
-    /// does not reset the count of errors in a row (else it could hold a bad client open).
+    /// Feedback passes the connection's [`FeedbackGate`].
     fn feedback<H: Host>(&mut self, f: Feedback, cx: &mut Ctx<'_, H>) {
         let Some(live) = self.live.as_mut() else {
             let message = "`feedback` before `start`".into();
             return self.error(ErrorCode::Protocol, message, cx.out);
         };
-        let known = live.shown.iter().any(|id| **id == *f.display_id)
+        let shown = live.shown.iter().any(|id| **id == *f.display_id)
             || cx.host.shown_on_call(&f.display_id);
-        if !known {
-            let message = format!("`display_id` {:?} was not shown on this call", f.display_id);
-            return self.error(ErrorCode::BadMessage, message, cx.out);
+        let ts = cx.host.now();
+        match live.feedback.admit(f, shown, cx.received_ms, ts) {
+            Ok(row) => cx.out.records.push(Record::Feedback(row)),
+            Err(refusal) => self.error(refusal.code, refusal.message, cx.out),
         }
-        if let Some(now) = cx.received_ms
-            && !live.feedback.take(now)
-        {
-            let message = format!(
-                "more than {} feedback messages a second",
-                self.config.feedback_per_second
-            );
-            return self.error(ErrorCode::Limit, message, cx.out);
-        }
-        cx.out.records.push(Record::Feedback(FeedbackRow {
-            display_id: f.display_id,
-            ts: cx.host.now(),
-            action: f.action.as_str().to_string(),
-        }));
     }
 
     fn error(&mut self, code: ErrorCode, message: String, out: &mut Output) {
@@ -631,7 +661,10 @@ impl CallDriver {
         out.replies.push(Reply::Error { code, message });
     }
 
+    /// What the frame leaves the connection to do: wait for a `start`'s call to be let go
+    /// of, or close.
     fn check_close(&self, out: &mut Output) {
+        out.waiting = self.pending.is_some();
         if self.errors_in_a_row >= self.config.max_errors_in_a_row {
             out.close = Some(Close::TooManyErrors);
         } else if self.ended {

@@ -194,7 +194,7 @@ where
                     &mut out,
                 );
                 if out.waiting {
-                    take_over(&state, &engine, &mut driver, &mut host, &mut out).await;
+                    take_over(&engine, &mut driver, &mut host, &mut out).await;
                 }
                 count_frame(&state, &out);
             }
@@ -247,7 +247,6 @@ async fn cancelled(token: Option<CancellationToken>) {
 /// A `start` for a call another connection holds: wait for it to let go, then claim the
 /// call and resume it.
 async fn take_over(
-    state: &AppState,
     engine: &crate::engine::Engine,
     driver: &mut CallDriver,
     host: &mut IngestHost,
@@ -262,7 +261,6 @@ async fn take_over(
     let admission = host
         .claim(&call_id, rep_id.as_deref())
         .unwrap_or_else(|e| Admission::Refuse(refusal(e)));
-    let _ = state;
     driver.admitted(engine, admission, host, out);
 }
 

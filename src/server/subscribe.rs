@@ -19,9 +19,9 @@ use super::AppState;
 use super::calls::{Call, Frame, Subscription};
 use super::ingest::close;
 use super::socket::{self, Liveness, Tick};
+use crate::driver::FeedbackGate;
 use crate::protocol::{self, ClientMsg, ErrorCode, ServerMsg};
-use crate::rate::TokenBucket;
-use crate::store::{FeedbackRow, Record, StoreHandle};
+use crate::store::{Record, StoreHandle};
 use crate::timestamp::Timestamp;
 
 /// Runs one subscriber connection to its end.
@@ -68,10 +68,7 @@ pub(super) async fn run<S>(
             store: &store,
             call: &call,
             errors_in_a_row: 0,
-            feedback: TokenBucket::new(
-                state.limits.feedback_per_second,
-                state.limits.feedback_per_second.saturating_mul(2),
-            ),
+            feedback: FeedbackGate::new(state.limits.feedback_per_second),
             opened: tokio::time::Instant::now(),
         };
         panel.serve(&mut frames, &other_rep, &mut ws).await
@@ -113,7 +110,7 @@ struct Panel<'a> {
     /// Bad messages since the last good one (feedback does not count as good: it could
     /// hold a misbehaving client open).
     errors_in_a_row: u32,
-    feedback: TokenBucket,
+    feedback: FeedbackGate,
     opened: tokio::time::Instant,
 }
 
@@ -199,22 +196,14 @@ impl Panel<'_> {
             }
             Err(e) => return Some((ErrorCode::BadMessage, e.message)),
         };
-        if !self.call.was_shown(&f.display_id) {
-            let message = format!("`display_id` {:?} was not shown on this call", f.display_id);
-            return Some((ErrorCode::BadMessage, message));
-        }
+        let shown = self.call.was_shown(&f.display_id);
         let now_ms = self.opened.elapsed().as_millis() as u64;
-        if !self.feedback.take(now_ms) {
-            let message = format!(
-                "more than {} feedback messages a second",
-                self.state.limits.feedback_per_second
-            );
-            return Some((ErrorCode::Limit, message));
-        }
-        let row = FeedbackRow {
-            display_id: f.display_id,
-            ts: Timestamp::now(),
-            action: f.action.as_str().to_string(),
+        let row = match self
+            .feedback
+            .admit(f, shown, Some(now_ms), Timestamp::now())
+        {
+            Ok(row) => row,
+            Err(refusal) => return Some((refusal.code, refusal.message)),
         };
         if let Err(error) = self.store.send(Record::Feedback(row)).await {
             tracing::error!(%error, "feedback not queued");
